@@ -1,0 +1,1 @@
+"""HTTP front-ends: one package per API, plus the model catalog."""

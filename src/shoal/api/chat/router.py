@@ -1,0 +1,51 @@
+"""HTTP route of ``POST /v1/chat/completions``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from shoal import sse
+from shoal.api.chat.stream import chunk_frames, completion_body
+from shoal.api.chat.translate import to_generation
+from shoal.api.deps import authenticated, log_ignored, services
+from shoal.api.encoding import new_id
+from shoal.core.pipeline import Generation
+from shoal.protocol.chat import ChatCompletionRequest
+
+router = APIRouter(dependencies=[Depends(authenticated)])
+
+
+async def _closing(generation: Generation, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield ``frames`` and free the slot however the stream ends (done, error, disconnect)."""
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        await generation.aclose()
+
+
+@router.post("/v1/chat/completions")
+async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+    """Create a chat completion, streamed or not."""
+    log_ignored(body, "chat.completions")
+    svc = services(request)
+    generation = await svc.pipeline.start(to_generation(body))
+    completion_id = new_id("chatcmpl-")
+    created = int(time.time())
+    headers = {"x-shoal-model": generation.model}
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        frames = chunk_frames(generation, completion_id=completion_id, created=created, model=generation.model,
+                              include_usage=include_usage, logprobs=bool(body.logprobs))
+        return sse.sse_response(_closing(generation, frames), headers=headers,
+                                keepalive=svc.settings.keepalive_seconds)
+    try:
+        result = await completion_body(generation, completion_id=completion_id, created=created,
+                                       model=generation.model, logprobs=bool(body.logprobs))
+    finally:
+        await generation.aclose()
+    return Response(sse.dumps(result), media_type="application/json", headers=headers)

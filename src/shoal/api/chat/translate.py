@@ -1,0 +1,52 @@
+"""Pure translation of a chat completion request into a :class:`GenerationRequest`."""
+
+from __future__ import annotations
+
+from shoal.core.types import GenerationRequest, Message, NamedTool, SamplingParams, ToolCall, ToolChoice, ToolSpec
+from shoal.errors import InvalidRequestError
+from shoal.protocol.chat import ChatCompletionRequest, ChatMessage
+
+
+def to_message(msg: ChatMessage) -> Message:
+    """One wire message as a core message."""
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls or ())
+    return Message(role=msg.role, content=msg.text(), tool_calls=calls,
+                   tool_call_id=msg.tool_call_id, reasoning=msg.reasoning_content)
+
+
+def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
+    """The engine-neutral request for ``body``."""
+    tools = tuple(
+        ToolSpec(t.function.name, t.function.description, t.function.parameters, bool(t.function.strict))
+        for t in body.tools or ()
+    )
+    choice: ToolChoice = "auto"
+    if body.tool_choice is not None:
+        if isinstance(body.tool_choice, str):
+            choice = body.tool_choice
+        else:
+            choice = NamedTool(body.tool_choice.function.name)
+            if choice.name not in {t.name for t in tools}:
+                raise InvalidRequestError(
+                    f"tool_choice names the function '{choice.name}', which is not in 'tools'.", param="tool_choice")
+    if choice == "required" and not tools:
+        raise InvalidRequestError("tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
+    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    sampling = SamplingParams(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=tuple(body.stop or ()),
+        max_tokens=max_tokens,
+        logprobs=bool(body.logprobs),
+        top_logprobs=body.top_logprobs or 0,
+    )
+    return GenerationRequest(
+        model=body.model,
+        messages=tuple(to_message(m) for m in body.messages),
+        sampling=sampling,
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=body.parallel_tool_calls if body.parallel_tool_calls is not None else True,
+        user=body.user,
+    )

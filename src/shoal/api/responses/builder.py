@@ -1,0 +1,210 @@
+"""Builds a Response object and its semantic stream events from generation events.
+
+One state machine serves both modes: streaming sends the event dicts it
+returns; non-streaming discards them and returns the final snapshot. So the
+streamed and the non-streamed results are the same by construction.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shoal.api.encoding import logprob_dicts, new_id
+from shoal.core.types import Finish, GenerationEvent, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shoal.errors import ShoalError
+
+
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    """Responses usage with cached, reasoning and tool output token details."""
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {
+            "reasoning_tokens": usage.reasoning_tokens,
+            "tool_output_tokens": usage.tool_output_tokens,
+        },
+        "total_tokens": usage.total_tokens,
+    }
+
+
+class ResponseBuilder:
+    """Feeds on generation events; keeps the response snapshot and numbers the events."""
+
+    def __init__(self, base: dict[str, Any], *, logprobs: bool = False) -> None:
+        now = int(time.time())
+        self.response: dict[str, Any] = {
+            "id": base.get("id") or new_id("resp_"),
+            "object": "response",
+            "created_at": now,
+            "created": now,
+            "status": "in_progress",
+            "completed_at": None,
+            "error": None,
+            "incomplete_details": None,
+            "output": [],
+            "usage": None,
+            **{k: v for k, v in base.items() if k != "id"},
+        }
+        self.logprobs = logprobs
+        self.sequence = 0
+        self._open: dict[str, Any] | None = None
+        self._open_kind: str | None = None
+        self._open_key: int | None = None
+        self._call_items: dict[int, dict[str, Any]] = {}
+
+    @property
+    def id(self) -> str:
+        """The response id."""
+        return str(self.response["id"])
+
+    def _event(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": type_, "sequence_number": self.sequence, **fields}
+        self.sequence += 1
+        return event
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {**self.response, "output": [dict(i) for i in self.response["output"]]}
+
+    def start(self) -> list[dict[str, Any]]:
+        """``response.created`` and ``response.in_progress``."""
+        return [self._event("response.created", response=self._snapshot()),
+                self._event("response.in_progress", response=self._snapshot())]
+
+    # -- items -------------------------------------------------------------
+    def _open_item(self, kind: str, item: dict[str, Any], key: int | None = None) -> list[dict[str, Any]]:
+        out = self._close_item()
+        self.response["output"].append(item)
+        self._open, self._open_kind, self._open_key = item, kind, key
+        index = len(self.response["output"]) - 1
+        out.append(self._event("response.output_item.added", output_index=index, item=_copy(item)))
+        if kind == "message":
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            item["content"].append(part)
+            out.append(self._event("response.content_part.added", item_id=item["id"], output_index=index,
+                                   content_index=0, part=dict(part)))
+        elif kind == "reasoning":
+            part = {"type": "reasoning_text", "text": ""}
+            item["content"].append(part)
+            out.append(self._event("response.content_part.added", item_id=item["id"], output_index=index,
+                                   content_index=0, part=dict(part)))
+        return out
+
+    def _close_item(self) -> list[dict[str, Any]]:
+        item, kind = self._open, self._open_kind
+        if item is None:
+            return []
+        self._open = self._open_kind = self._open_key = None
+        index = self.response["output"].index(item)
+        out: list[dict[str, Any]] = []
+        if kind == "message":
+            part = item["content"][0]
+            out.append(self._event("response.output_text.done", item_id=item["id"], output_index=index,
+                                   content_index=0, text=part["text"], logprobs=part["logprobs"]))
+            out.append(self._event("response.content_part.done", item_id=item["id"], output_index=index,
+                                   content_index=0, part=dict(part)))
+        elif kind == "reasoning":
+            part = item["content"][0]
+            out.append(self._event("response.reasoning_text.done", item_id=item["id"], output_index=index,
+                                   content_index=0, text=part["text"]))
+            out.append(self._event("response.content_part.done", item_id=item["id"], output_index=index,
+                                   content_index=0, part=dict(part)))
+        elif kind == "function_call":
+            out.append(self._event("response.function_call_arguments.done", item_id=item["id"],
+                                   output_index=index, name=item["name"], arguments=item["arguments"]))
+        item["status"] = "completed"
+        out.append(self._event("response.output_item.done", output_index=index, item=_copy(item)))
+        return out
+
+    def feed(self, event: GenerationEvent) -> list[dict[str, Any]]:
+        """Stream events for one generation event."""
+        out: list[dict[str, Any]] = []
+        if isinstance(event, ReasoningDelta):
+            if self._open_kind != "reasoning":
+                out += self._open_item("reasoning", {"id": new_id("rs_"), "type": "reasoning", "summary": [],
+                                                     "content": [], "status": "in_progress"})
+            item = self._open
+            assert item is not None
+            item["content"][0]["text"] += event.text
+            out.append(self._event("response.reasoning_text.delta", item_id=item["id"],
+                                   output_index=len(self.response["output"]) - 1, content_index=0,
+                                   delta=event.text))
+        elif isinstance(event, TextDelta):
+            if self._open_kind != "message":
+                out += self._open_item("message", {"id": new_id("msg_"), "type": "message", "role": "assistant",
+                                                   "status": "in_progress", "content": []})
+            item = self._open
+            assert item is not None
+            part = item["content"][0]
+            part["text"] += event.text
+            lps = logprob_dicts(event.logprobs) if self.logprobs else []
+            part["logprobs"].extend(lps)
+            out.append(self._event("response.output_text.delta", item_id=item["id"],
+                                   output_index=len(self.response["output"]) - 1, content_index=0,
+                                   delta=event.text, logprobs=lps))
+        elif isinstance(event, ToolCallDelta):
+            if not (self._open_kind == "function_call" and self._open_key == event.index):
+                call = {"id": new_id("fc_"), "type": "function_call", "status": "in_progress",
+                        "call_id": event.id or new_id("call_"), "name": event.name or "", "arguments": ""}
+                self._call_items[event.index] = call
+                out += self._open_item("function_call", call, key=event.index)
+            item = self._open
+            assert item is not None
+            if event.name and not item["name"]:
+                item["name"] = event.name
+            if event.arguments:
+                item["arguments"] += event.arguments
+                out.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
+                                       output_index=len(self.response["output"]) - 1, delta=event.arguments))
+        elif isinstance(event, Finish):
+            out += self.finish(event)
+        return out
+
+    def finish(self, event: Finish) -> list[dict[str, Any]]:
+        """Close the open item; ``response.completed`` or ``response.incomplete``."""
+        out = self._close_item()
+        self.response["usage"] = usage_dict(event.usage)
+        self.response["completed_at"] = int(time.time())
+        if event.reason == "length":
+            self.response["status"] = "incomplete"
+            self.response["incomplete_details"] = {"reason": "max_output_tokens"}
+            kind = "response.incomplete"
+        else:
+            self.response["status"] = "completed"
+            kind = "response.completed"
+        self.response["choices"] = [_choice(self.response["output"], event.reason)]
+        out.append(self._event(kind, response=self._snapshot()))
+        return out
+
+    def fail(self, error: ShoalError) -> list[dict[str, Any]]:
+        """Close the open item as incomplete and end with ``response.failed``."""
+        if self._open is not None:
+            self._open["status"] = "incomplete"
+        self._open = self._open_kind = self._open_key = None
+        self.response["status"] = "failed"
+        self.response["error"] = {"code": error.code or "server_error", "message": error.message}
+        self.response["choices"] = [_choice(self.response["output"], "error")]
+        return [self._event("response.failed", response=self._snapshot())]
+
+
+def _copy(item: dict[str, Any]) -> dict[str, Any]:
+    copied = dict(item)
+    if "content" in copied:
+        copied["content"] = [dict(p, **({"logprobs": list(p["logprobs"])} if "logprobs" in p else {}))
+                             for p in copied["content"]]
+    return copied
+
+
+def _choice(output: list[dict[str, Any]], finish_reason: str) -> dict[str, Any]:
+    """DigitalOcean's chat-style mirror of the output."""
+    text = "".join(part["text"] for item in output if item["type"] == "message" for part in item["content"])
+    reasoning = "".join(part["text"] for item in output if item["type"] == "reasoning" for part in item["content"])
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    calls = [i for i in output if i["type"] == "function_call"]
+    if calls:
+        message["tool_calls"] = [{"id": c["call_id"], "type": "function",
+                                  "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
+    return {"index": 0, "finish_reason": finish_reason, "message": message}

@@ -1,0 +1,124 @@
+"""Pure translation of a Responses request (and its input items) into a :class:`GenerationRequest`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from shoal.core.types import GenerationRequest, Message, NamedTool, SamplingParams, ToolCall, ToolChoice, ToolSpec
+from shoal.errors import InvalidRequestError
+from shoal.protocol.chat import ChatTool, NamedToolChoice
+from shoal.protocol.responses import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionToolChoice,
+    InputItem,
+    InputMessage,
+    ReasoningItem,
+    ResponsesRequest,
+)
+
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+KNOWN_INCLUDES = {LOGPROBS_INCLUDE, "reasoning.encrypted_content"}
+
+
+def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
+    """Turn ``input`` into core messages.
+
+    Consecutive ``function_call`` items become one assistant turn with several
+    tool calls, and a ``reasoning`` item is attached to the assistant turn that
+    follows it, which is how chat templates expect them.
+    """
+    if isinstance(items, str):
+        return [Message(role="user", content=items)]
+    messages: list[Message] = []
+    reasoning: list[str] = []
+
+    def take_reasoning() -> str | None:
+        text = "".join(reasoning) or None
+        reasoning.clear()
+        return text
+
+    for item in items:
+        if isinstance(item, InputMessage):
+            calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in item.tool_calls or ())
+            think = take_reasoning() if item.role == "assistant" else None
+            messages.append(Message(role=item.role, content=item.text(), tool_calls=calls,
+                                    tool_call_id=item.tool_call_id, reasoning=think))
+        elif isinstance(item, FunctionCallItem):
+            call = ToolCall(item.call_id, item.name, item.arguments)
+            last = messages[-1] if messages else None
+            if last is not None and last.role == "assistant" and last.tool_calls and not reasoning:
+                messages[-1] = replace(last, tool_calls=(*last.tool_calls, call))
+            else:
+                messages.append(Message(role="assistant", content="", tool_calls=(call,), reasoning=take_reasoning()))
+        elif isinstance(item, FunctionCallOutputItem):
+            messages.append(Message(role="tool", content=item.text(), tool_call_id=item.call_id))
+        elif isinstance(item, ReasoningItem):
+            reasoning.append(item.text())
+    return messages
+
+
+def _tools(body: ResponsesRequest) -> tuple[ToolSpec, ...]:
+    specs = []
+    for tool in body.tools or ():
+        if isinstance(tool, ChatTool):
+            fn = tool.function
+            specs.append(ToolSpec(fn.name, fn.description, fn.parameters, bool(fn.strict)))
+        else:
+            specs.append(ToolSpec(tool.name, tool.description, tool.parameters, bool(tool.strict)))
+    return tuple(specs)
+
+
+def _tool_choice(body: ResponsesRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:
+    choice = body.tool_choice
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        if choice == "required" and not tools:
+            raise InvalidRequestError("tool_choice 'required' needs at least one tool in 'tools'.",
+                                      param="tool_choice")
+        return choice
+    name = choice.name if isinstance(choice, FunctionToolChoice) else choice.function.name
+    if name not in {t.name for t in tools}:
+        raise InvalidRequestError(f"tool_choice names the function '{name}', which is not in 'tools'.",
+                                  param="tool_choice")
+    return NamedTool(name)
+
+
+def check_include(body: ResponsesRequest) -> None:
+    """Reject ``include`` values Shoal cannot honour, by name."""
+    for value in body.include or ():
+        if value not in KNOWN_INCLUDES:
+            raise InvalidRequestError(f"include value '{value}' is not supported; supported: "
+                                      + ", ".join(sorted(KNOWN_INCLUDES)) + ".", param="include")
+
+
+def to_generation(body: ResponsesRequest, history: Sequence[Message] = ()) -> GenerationRequest:
+    """The engine-neutral request for ``body`` (``history`` from a previous response goes first)."""
+    check_include(body)
+    messages: list[Message] = []
+    if body.instructions:
+        messages.append(Message(role="system", content=body.instructions))
+    messages.extend(history)
+    messages.extend(input_messages(body.input))
+    tools = _tools(body)
+    logprobs = LOGPROBS_INCLUDE in (body.include or ())
+    sampling = SamplingParams(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=tuple(body.stop or ()),
+        max_tokens=body.output_limit,
+        logprobs=logprobs or bool(body.top_logprobs),
+        top_logprobs=body.top_logprobs or 0,
+    )
+    return GenerationRequest(
+        model=body.model,
+        messages=tuple(messages),
+        sampling=sampling,
+        tools=tools,
+        tool_choice=_tool_choice(body, tools),
+        parallel_tool_calls=body.parallel_tool_calls if body.parallel_tool_calls is not None else True,
+        user=body.user,
+    )

@@ -1,0 +1,163 @@
+"""The local backend: llama.cpp's server, in-process, through xllamacpp.
+
+llama.cpp does the heavy lifting (continuous batching over parallel slots, the
+model's Jinja chat template, prompt caching, logprobs, tool-call parsing); this
+module only moves requests onto worker threads and chunks back onto the event
+loop, and translates between llama.cpp's chunk dicts and Shoal's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shoal.backends.base import BackendFailure, ModelCard
+from shoal.backends.local.chunks import ChunkTranslator, to_llama_body
+from shoal.core.types import GenerationEvent, GenerationRequest
+
+log = logging.getLogger("shoal.local")
+
+_END = object()
+
+
+@dataclass(frozen=True)
+class LocalModelConfig:
+    """How to run one GGUF file."""
+
+    model_id: str
+    path: Path
+    parallel: int = 4
+    ctx_per_slot: int = 4096
+    threads: int | None = None
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+
+
+class LocalBackend:
+    """Serves one GGUF model from this process with llama.cpp."""
+
+    def __init__(self, config: LocalModelConfig) -> None:
+        self.config = config
+        self.name = f"local:{config.model_id}"
+        self.capacity = config.parallel
+        self._server: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="llama")
+        self._created = int(time.time())
+        self._load_seconds: float | None = None
+
+    def load(self) -> float:
+        """Load the model (blocking); returns the seconds it took."""
+        import xllamacpp
+
+        cfg = self.config
+        threads = cfg.threads or max(1, os.cpu_count() or 1)
+        params = xllamacpp.CommonParams()
+        params.model.path = str(cfg.path)
+        params.n_parallel = cfg.parallel
+        params.n_ctx = cfg.ctx_per_slot * cfg.parallel
+        params.use_jinja = True
+        params.cache_prompt = True
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.model_alias = {cfg.model_id}
+        started = time.perf_counter()
+        self._server = xllamacpp.Server(params)
+        self._load_seconds = time.perf_counter() - started
+        return self._load_seconds
+
+    @property
+    def listening_address(self) -> str:
+        """llama.cpp's own loopback HTTP address (an OpenAI-compatible upstream)."""
+        return str(self._server.listening_address)
+
+    def models(self) -> list[ModelCard]:
+        """The one model this backend serves."""
+        cfg = self.config
+        return [
+            ModelCard(
+                id=cfg.model_id,
+                owned_by="shoal",
+                created=self._created,
+                context_length=cfg.ctx_per_slot,
+                capabilities=("chat", "responses", "streaming", "logprobs", "tools", "prompt_caching"),
+                aliases=cfg.aliases,
+                description=cfg.description,
+                extra={"engine": "llama.cpp", "file": cfg.path.name, "parallel_slots": cfg.parallel},
+            )
+        ]
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Run ``request`` on a worker thread and stream its events."""
+        if self._server is None:
+            raise BackendFailure("The local model is not loaded.")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        body = to_llama_body(request)
+
+        def on_chunk(chunk: Any) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            # Returning True tells llama.cpp to stop: that frees the slot.
+            return stop.is_set()
+
+        def run() -> None:
+            try:
+                result = self._server.handle_chat_completions(body, on_chunk)
+                if isinstance(result, dict) and "error" in result:
+                    loop.call_soon_threadsafe(queue.put_nowait, result)
+            except BaseException as exc:  # noqa: BLE001 - every failure must reach the client
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        worker = loop.run_in_executor(self._executor, run)
+        translator = ChunkTranslator()
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise _failure(str(item))
+                if "error" in item:
+                    raise _failure(_error_message(item["error"]))
+                for event in translator.feed(item):
+                    yield event
+            yield translator.finish()
+        finally:
+            stop.set()
+            if not worker.done():
+                # The worker notices ``stop`` at its next token; don't block the loop on it.
+                worker.add_done_callback(lambda f: f.exception())
+
+    async def health(self) -> dict[str, Any]:
+        """``ok`` once loaded."""
+        return {"status": "ok" if self._server is not None else "loading", "load_seconds": self._load_seconds}
+
+    async def aclose(self) -> None:
+        """Free the model and the worker threads."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._server = None
+
+
+def _error_message(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)
+
+
+def _failure(message: str) -> BackendFailure:
+    lowered = message.lower()
+    if "context" in lowered and ("exceed" in lowered or "size" in lowered):
+        return BackendFailure(message, client_error=True, code="context_length_exceeded")
+    if "expected" in lowered or "invalid" in lowered or "must" in lowered:
+        return BackendFailure(message, client_error=True)
+    return BackendFailure(message)

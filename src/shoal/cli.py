@@ -1,0 +1,102 @@
+"""The ``shoal`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from shoal.config import DEFAULT_MODEL, ConfigError, Settings, build_settings
+
+log = logging.getLogger("shoal")
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="serve the Inference API (chat completions, responses, models)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    p.add_argument("--model", action="append", dest="models", metavar="PATH_OR_NAME",
+                   help=f"a GGUF path or a packaged model name, optionally ID=...; repeatable (default {DEFAULT_MODEL})")
+    p.add_argument("--config", type=Path, help="settings file (YAML)")
+    p.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
+                   help="accept this key (repeatable; also SHOAL_API_KEYS, comma-separated)")
+    p.add_argument("--data-dir", type=Path, help="server data directory (default SHOAL_HOME or the user data dir)")
+    p.add_argument("--model-cache", type=Path, help="where fetched models are cached (default SHOAL_MODEL_CACHE "
+                                                    "or the user cache dir)")
+    p.add_argument("--parallel", type=int, help="parallel slots per local model (default 4)")
+    p.add_argument("--ctx-per-slot", type=int, help="context tokens per slot (default 4096)")
+    p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: all cores)")
+    p.add_argument("--max-queue", type=int, help="requests that may wait for a slot before 503 (default 64)")
+    p.add_argument("--max-body-bytes", type=int, help="largest accepted request body (default 16 MiB)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    p.add_argument("--access-log", action="store_true", default=None, help="log every HTTP request")
+
+
+def banner(settings: Settings, model_ids: list[str]) -> list[str]:
+    """The status lines printed once the server is ready."""
+    key = "$SHOAL_API_KEY" if settings.auth_enabled else "none"
+    first = model_ids[0] if model_ids else "MODEL"
+    lines = [
+        f"Shoal ready: serving {', '.join(model_ids)} at {settings.base_url}",
+        "auth: " + (f"on ({len(settings.api_keys)} key(s))" if settings.auth_enabled
+                    else "OFF (no API keys set; listening on loopback only)"),
+        f"try: curl -s {settings.base_url}/chat/completions -H 'Content-Type: application/json'"
+        + (f" -H \"Authorization: Bearer {key}\"" if settings.auth_enabled else "")
+        + f" -d '{{\"model\": \"{first}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'",
+    ]
+    return lines
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Resolve settings, build the app and run uvicorn until interrupted."""
+    import uvicorn
+
+    from shoal.app import Services, create_app
+    from shoal.backends.local.packaged import ModelFetchError
+
+    keys = list(args.api_keys or [])
+    keys += [k.strip() for k in os.environ.get("SHOAL_API_KEYS", "").split(",") if k.strip()]
+    try:
+        settings = build_settings(
+            args.config, host=args.host, port=args.port, models=args.models, api_keys=keys or None,
+            data_dir=args.data_dir, model_cache=args.model_cache, parallel=args.parallel,
+            ctx_per_slot=args.ctx_per_slot, threads=args.threads, max_queue=args.max_queue,
+            max_body_bytes=args.max_body_bytes, log_level=args.log_level, access_log=args.access_log,
+        )
+    except ConfigError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def on_ready(services: Services) -> None:
+        for line in banner(settings, [c.id for c in services.pipeline.cards()]):
+            log.info("%s", line)
+
+    app = create_app(settings, on_ready=on_ready)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            access_log=settings.access_log, timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run()
+    except ModelFetchError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``shoal`` command."""
+    parser = argparse.ArgumentParser(prog="shoal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

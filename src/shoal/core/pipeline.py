@@ -1,0 +1,194 @@
+"""The one request path: resolve the model, admit, run the backend, record stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from shoal.backends.base import Backend, BackendFailure, ModelCard
+from shoal.core.admission import Admission
+from shoal.core.types import Finish, GenerationEvent, GenerationRequest, Usage
+from shoal.errors import BackendError, InvalidRequestError, ModelNotFoundError, ShoalError
+
+log = logging.getLogger("shoal.requests")
+
+
+@dataclass
+class Deployment:
+    """A model served by one backend, with that backend's admission queue."""
+
+    card: ModelCard
+    backend: Backend
+    admission: Admission
+
+
+@dataclass
+class GenerationStats:
+    """Timings and usage of one generation, filled in as it runs."""
+
+    model: str
+    started: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None
+    finished: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    status: str = "in_progress"
+
+    @property
+    def ttft_ms(self) -> float | None:
+        """Time to first token in milliseconds."""
+        return None if self.first_token is None else (self.first_token - self.started) * 1000
+
+
+def to_shoal_error(exc: BaseException) -> ShoalError:
+    """Map a backend failure to the error a client sees."""
+    if isinstance(exc, ShoalError):
+        return exc
+    if isinstance(exc, BackendFailure):
+        if exc.client_error:
+            return InvalidRequestError(exc.message, code=exc.code)
+        return BackendError(exc.message, code=exc.code)
+    return BackendError(f"The model failed while generating: {exc}")
+
+
+class Generation:
+    """A started generation: iterate it for events; it always frees its slot.
+
+    The first event is fetched before the HTTP response starts, so failures
+    that happen at once (a prompt too long for the context) still get a proper
+    status instead of a broken stream.
+    """
+
+    def __init__(self, deployment: Deployment, events: AsyncIterator[GenerationEvent],
+                 stats: GenerationStats) -> None:
+        self.deployment = deployment
+        self.stats = stats
+        self._events = events
+        self._first: GenerationEvent | None = None
+        self._pending: asyncio.Future[GenerationEvent] | None = None
+        self._released = False
+
+    @property
+    def model(self) -> str:
+        """The id of the model that serves this generation."""
+        return self.deployment.card.id
+
+    async def prime(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the first event, raising early failures."""
+        self._pending = asyncio.ensure_future(self._events.__anext__())
+        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
+        if not done:
+            return
+        task, self._pending = self._pending, None
+        try:
+            self._first = task.result()
+        except StopAsyncIteration:
+            self._first = None
+        except Exception as exc:
+            await self.aclose(status="failed")
+            raise to_shoal_error(exc) from exc
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        try:
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                try:
+                    self._first = await pending
+                except StopAsyncIteration:
+                    return
+            if self._first is not None:
+                first, self._first = self._first, None
+                self._observe(first)
+                yield first
+            async for event in self._events:
+                self._observe(event)
+                yield event
+        except ShoalError:
+            self.stats.status = "failed"
+            raise
+        except Exception as exc:
+            self.stats.status = "failed"
+            raise to_shoal_error(exc) from exc
+
+    def _observe(self, event: GenerationEvent) -> None:
+        if self.stats.first_token is None:
+            self.stats.first_token = time.perf_counter()
+        if isinstance(event, Finish):
+            self.stats.usage = event.usage
+            self.stats.status = "completed" if event.reason != "length" else "incomplete"
+
+    async def aclose(self, status: str | None = None) -> None:
+        """Stop the generation (if still running) and free the slot, once."""
+        if self._released:
+            return
+        self._released = True
+        if self._pending is not None:
+            self._pending.cancel()
+            await asyncio.gather(self._pending, return_exceptions=True)
+        try:
+            aclose = getattr(self._events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            self.deployment.admission.release()
+            stats = self.stats
+            stats.finished = time.perf_counter()
+            if status:
+                stats.status = status
+            elif stats.status == "in_progress":
+                stats.status = "cancelled"
+            log.info(
+                "model=%s status=%s input=%d cached=%d output=%d ttft_ms=%s total_ms=%.1f",
+                stats.model, stats.status, stats.usage.input_tokens, stats.usage.cached_tokens,
+                stats.usage.output_tokens,
+                "-" if stats.ttft_ms is None else f"{stats.ttft_ms:.1f}",
+                (stats.finished - stats.started) * 1000,
+            )
+
+
+class Pipeline:
+    """Holds the deployments and starts generations on them."""
+
+    def __init__(self, deployments: list[Deployment], *, prime_timeout: float = 10.0) -> None:
+        self.deployments = deployments
+        self.prime_timeout = prime_timeout
+        self._by_name: dict[str, Deployment] = {}
+        for dep in deployments:
+            for name in (dep.card.id, *dep.card.aliases):
+                self._by_name.setdefault(name, dep)
+
+    def cards(self) -> list[ModelCard]:
+        """Every served model, in configuration order."""
+        return [dep.card for dep in self.deployments]
+
+    def resolve(self, model: str) -> Deployment:
+        """The deployment serving ``model`` (by id or alias), or a 404."""
+        dep = self._by_name.get(model)
+        if dep is None:
+            raise ModelNotFoundError(model)
+        return dep
+
+    async def start(self, request: GenerationRequest) -> Generation:
+        """Admit ``request`` and start it; raises 404 / 503 / early backend errors."""
+        dep = self.resolve(request.model)
+        await dep.admission.acquire()
+        stats = GenerationStats(model=dep.card.id)
+        try:
+            events = dep.backend.generate(request)
+        except BaseException:
+            dep.admission.release()
+            raise
+        generation = Generation(dep, events, stats)
+        try:
+            await generation.prime(self.prime_timeout)
+        except BaseException:
+            await generation.aclose(status="failed")
+            raise
+        return generation
+
+    async def aclose(self) -> None:
+        """Close every backend."""
+        for dep in self.deployments:
+            await dep.backend.aclose()

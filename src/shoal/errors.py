@@ -1,0 +1,173 @@
+"""The error hierarchy and the one place that renders errors as HTTP responses.
+
+Every failure a client can see is a :class:`ShoalError`; its subclasses fix the
+HTTP status and the OpenAI error ``type``. The handlers installed by
+:func:`install_error_handlers` turn them (and FastAPI's own validation and HTTP
+errors) into ``{"error": {"message", "type", "param", "code"}}`` bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("shoal.errors")
+
+
+class ShoalError(Exception):
+    """Base class: an error with an HTTP status and an OpenAI-style body."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    default_code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``error`` object of the wire format."""
+        return {
+            "message": self.message,
+            "type": self.error_type,
+            "param": self.param,
+            "code": self.code,
+        }
+
+
+class InvalidRequestError(ShoalError):
+    """400: a field is missing, malformed or out of range."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(ShoalError):
+    """401: no key, or a key Shoal does not know."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(ShoalError):
+    """403: the key may not use this resource."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
+class NotFoundError(ShoalError):
+    """404: unknown model, response or route."""
+
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class ModelNotFoundError(NotFoundError):
+    """404 for a model id that is not served."""
+
+    default_code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param="model")
+
+
+class PayloadTooLargeError(ShoalError):
+    """413: the request body is larger than the configured limit."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimitError(ShoalError):
+    """429: a rate limit or budget is exhausted."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class OverloadedError(ShoalError):
+    """503: every slot is busy and the wait queue is full."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "overloaded"
+
+
+class BackendError(ShoalError):
+    """502/500: the engine or upstream failed while generating."""
+
+    status_code = 502
+    error_type = "server_error"
+    default_code = "backend_error"
+
+
+def error_response(exc: ShoalError) -> JSONResponse:
+    """Render a :class:`ShoalError` as its JSON response."""
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "Invalid request body.", None
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return "We could not parse the JSON body of your request: " + str(first.get("msg", "")), None
+    msg = str(first.get("msg", "invalid value"))
+    if param:
+        return f"Invalid value for '{param}': {msg}.", param
+    return msg, None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error raised by the app through the one error shape."""
+
+    async def shoal_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ShoalError)
+        return error_response(exc)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message, param = _validation_message(exc)
+        return error_response(InvalidRequestError(message, param=param))
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        cls: type[ShoalError] = {
+            404: NotFoundError,
+            401: AuthenticationError,
+            413: PayloadTooLargeError,
+        }.get(exc.status_code, InvalidRequestError)
+        err = cls(str(exc.detail))
+        err.status_code = exc.status_code
+        return error_response(err)
+
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(ShoalError("The server had an error while processing your request."))
+
+    app.add_exception_handler(ShoalError, shoal_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

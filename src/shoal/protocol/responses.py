@@ -1,0 +1,190 @@
+"""Request schema of ``POST /v1/responses``: the request fields and every input item."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from .chat import ChatTool, NamedToolChoice, ToolCallParam, ToolName
+from .common import StopMixin, StreamOptions, Temperature, TopLogprobs, TopP, WireModel, check_metadata
+
+
+class InputPart(BaseModel):
+    """A text content part of an input message."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_text", "output_text", "text", "summary_text", "reasoning_text"]
+    text: str
+
+
+class InputMessage(BaseModel):
+    """A message item (``type`` may be omitted: the "easy" input message)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer", "tool"]
+    content: str | list[InputPart] | None = None
+    id: str | None = None
+    status: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[ToolCallParam] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "InputMessage":
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("input messages with role 'tool' must have a 'tool_call_id'")
+        if self.content is None and not self.tool_calls:
+            raise ValueError("input messages must have 'content'")
+        return self
+
+    def text(self) -> str:
+        """The content joined as plain text."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class FunctionCallItem(BaseModel):
+    """A ``function_call`` item replayed from an earlier output."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function_call"]
+    call_id: str
+    name: str
+    arguments: str
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallOutputItem(BaseModel):
+    """A ``function_call_output`` item: the result of a tool call."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str | list[InputPart]
+    id: str | None = None
+    status: str | None = None
+
+    def text(self) -> str:
+        """The output as plain text."""
+        if isinstance(self.output, str):
+            return self.output
+        return "".join(p.text for p in self.output)
+
+
+class ReasoningItem(BaseModel):
+    """A ``reasoning`` item replayed from an earlier output."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["reasoning"]
+    id: str | None = None
+    summary: list[InputPart] = Field(default_factory=list)
+    content: list[InputPart] | None = None
+    encrypted_content: str | None = None
+
+    def text(self) -> str:
+        """The reasoning as plain text (content, else the summary)."""
+        parts = self.content or self.summary
+        return "".join(p.text for p in parts)
+
+
+def _item_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type") or "message")
+    return str(getattr(value, "type", "message"))
+
+
+InputItem = Annotated[
+    Union[
+        Annotated[InputMessage, Tag("message")],
+        Annotated[FunctionCallItem, Tag("function_call")],
+        Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+        Annotated[ReasoningItem, Tag("reasoning")],
+    ],
+    Discriminator(_item_kind),
+]
+
+
+class FunctionTool(BaseModel):
+    """A flat Responses function tool (``{"type": "function", "name": ...}``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    name: ToolName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+def _tool_kind(value: Any) -> str:
+    data = value if isinstance(value, dict) else getattr(value, "__dict__", {})
+    return "chat" if "function" in data else "flat"
+
+
+ResponsesTool = Annotated[
+    Union[Annotated[FunctionTool, Tag("flat")], Annotated[ChatTool, Tag("chat")]],
+    Discriminator(_tool_kind),
+]
+
+
+class FunctionToolChoice(BaseModel):
+    """OpenAI's named choice: ``{"type": "function", "name": ...}``."""
+
+    type: Literal["function"]
+    name: str
+
+
+class ReasoningParam(BaseModel):
+    """``reasoning``: effort and summary preferences."""
+
+    model_config = ConfigDict(extra="allow")
+    effort: str | None = None
+    summary: str | None = None
+
+
+class ResponsesRequest(StopMixin, WireModel):
+    """The body of a create-response request."""
+
+    model: str
+    input: str | list[InputItem]
+    instructions: str | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    metadata: dict[str, Any] | None = None
+    user: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    store: bool = True
+    previous_response_id: str | None = None
+    background: bool = False
+    tools: list[ResponsesTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | FunctionToolChoice | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning: ReasoningParam | None = None
+    include: list[str] | None = None
+    top_logprobs: TopLogprobs | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    seed: int | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_metadata(value)
+
+    @field_validator("input")
+    @classmethod
+    def _check_input(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("input must not be empty")
+        return value
+
+    @property
+    def output_limit(self) -> int | None:
+        """``max_output_tokens``, or its DigitalOcean alias ``max_tokens``."""
+        return self.max_output_tokens if self.max_output_tokens is not None else self.max_tokens
