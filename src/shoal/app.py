@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal.api import chat, models, responses
+from shoal.api.responses.service import ResponsesService
 from shoal.auth.keys import StaticKeys
 from shoal.backends.base import Backend
 from shoal.config import Settings
 from shoal.core.admission import Admission
 from shoal.core.pipeline import Deployment, Pipeline
 from shoal.errors import PayloadTooLargeError, error_response, install_error_handlers
+from shoal.storage.db import Database, default_url
+from shoal.storage.responses import ResponseStore
 
 log = logging.getLogger("shoal")
 
@@ -32,6 +37,19 @@ class Services:
     settings: Settings
     pipeline: Pipeline
     keys: StaticKeys
+    db: Database
+    responses: ResponsesService
+
+
+def node_id(data_dir: Path) -> str:
+    """This instance's stable id (kept in the data directory across restarts)."""
+    path = data_dir / "node-id"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = uuid.uuid4().hex
+    path.write_text(value + "\n")
+    return value
 
 
 class BodyLimit:
@@ -84,16 +102,29 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backends = await asyncio.to_thread(backend_factory, settings)
+        db = Database(settings.database_url or default_url(settings.data_dir))
+        try:
+            await db.prepare()
+            store = ResponseStore(db, instance=node_id(settings.data_dir))
+            orphans = await store.fail_orphans()
+            if orphans:
+                log.warning("marked %d background response(s) failed: the server stopped while they ran", orphans)
+            backends = await asyncio.to_thread(backend_factory, settings)
+        except BaseException:
+            await db.aclose()
+            raise
         pipeline = Pipeline(await build_deployments(settings, backends), prime_timeout=settings.prime_timeout)
-        services = Services(settings=settings, pipeline=pipeline, keys=StaticKeys(settings.api_keys))
+        services = Services(settings=settings, pipeline=pipeline, keys=StaticKeys(settings.api_keys), db=db,
+                            responses=ResponsesService(pipeline, store))
         app.state.services = services
         if on_ready is not None:
             on_ready(services)
         try:
             yield
         finally:
+            await services.responses.aclose()
             await pipeline.aclose()
+            await db.aclose()
 
     app = FastAPI(title="Shoal", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)

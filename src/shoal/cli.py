@@ -25,6 +25,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--data-dir", type=Path, help="server data directory (default SHOAL_HOME or the user data dir)")
     p.add_argument("--model-cache", type=Path, help="where fetched models are cached (default SHOAL_MODEL_CACHE "
                                                     "or the user cache dir)")
+    p.add_argument("--database-url", help="database URL (default: SQLite file in the data dir; or SHOAL_DATABASE_URL, "
+                                         "e.g. postgresql://host/db)")
+    p.add_argument("--keepalive-seconds", type=float, help="SSE keep-alive comment interval (default 15)")
     p.add_argument("--parallel", type=int, help="parallel slots per local model (default 4)")
     p.add_argument("--ctx-per-slot", type=int, help="context tokens per slot (default 4096)")
     p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: all cores)")
@@ -55,13 +58,15 @@ def serve(args: argparse.Namespace) -> int:
 
     from shoal.app import Services, create_app
     from shoal.backends.local.packaged import ModelFetchError
+    from shoal.storage.db import SchemaError
 
     keys = list(args.api_keys or [])
     keys += [k.strip() for k in os.environ.get("SHOAL_API_KEYS", "").split(",") if k.strip()]
     try:
         settings = build_settings(
             args.config, host=args.host, port=args.port, models=args.models, api_keys=keys or None,
-            data_dir=args.data_dir, model_cache=args.model_cache, parallel=args.parallel,
+            data_dir=args.data_dir, model_cache=args.model_cache, database_url=args.database_url,
+            keepalive_seconds=args.keepalive_seconds, parallel=args.parallel,
             ctx_per_slot=args.ctx_per_slot, threads=args.threads, max_queue=args.max_queue,
             max_body_bytes=args.max_body_bytes, log_level=args.log_level, access_log=args.access_log,
         )
@@ -78,12 +83,51 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings, on_ready=on_ready)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=settings.access_log, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
     try:
-        uvicorn.Server(config).run()
-    except ModelFetchError as exc:
+        server.run()
+    except (ModelFetchError, SchemaError) as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
-    return 0
+    # uvicorn swallows lifespan failures (bad model, old schema) and just returns.
+    return 0 if server.started else 1
+
+
+def _db_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("db", help="database schema: upgrade or show the revision")
+    p.add_argument("action", choices=["upgrade", "status"])
+    p.add_argument("--database-url", help="database URL (default: SHOAL_DATABASE_URL or the SQLite file)")
+    p.add_argument("--data-dir", type=Path, help="server data directory (for the default SQLite file)")
+
+
+def db(args: argparse.Namespace) -> int:
+    """``shoal db upgrade|status``."""
+    import asyncio
+
+    from shoal.config import default_data_dir
+    from shoal.storage.db import Database, default_url
+
+    data_dir = args.data_dir or default_data_dir()
+    url = args.database_url or os.environ.get("SHOAL_DATABASE_URL") or default_url(data_dir)
+    if url.startswith("sqlite"):
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> int:
+        database = Database(url)
+        try:
+            if args.action == "upgrade":
+                before, head = await database.revisions()
+                after = await database.upgrade()
+                print(f"database at revision {after} (was {before or 'empty'}; newest {head})")
+            else:
+                current, head = await database.revisions()
+                state = "up to date" if current == head else "needs `shoal db upgrade`"
+                print(f"database at revision {current or 'empty'}; newest {head}: {state}")
+            return 0
+        finally:
+            await database.aclose()
+
+    return asyncio.run(run())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shoal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _db_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "db":
+        return db(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

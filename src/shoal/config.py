@@ -33,6 +33,7 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     data_dir: Path = field(default_factory=default_data_dir)
     model_cache: Path | None = None
+    database_url: str | None = None
     parallel: int = 4
     ctx_per_slot: int = 4096
     threads: int | None = None
@@ -110,6 +111,9 @@ def build_settings(config_file: Path | None = None, **overrides: Any) -> Setting
     env_keys = os.environ.get("SHOAL_API_KEYS")
     if env_keys:
         values["api_keys"] = env_keys
+    env_db = os.environ.get("SHOAL_DATABASE_URL")
+    if env_db:
+        values["database_url"] = env_db
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(Settings(), **{k: _coerce(k, v) for k, v in values.items()})
     settings.check()

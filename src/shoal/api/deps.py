@@ -21,8 +21,16 @@ def services(request: Request) -> "Services":
 
 
 async def authenticated(request: Request) -> None:
-    """Reject the request with 401 unless it carries a valid key (when keys are set)."""
-    services(request).keys.check(request.headers.get("authorization"))
+    """Reject the request with 401 unless it carries a valid key (when keys are set).
+
+    The caller's owner id is kept on ``request.state.owner`` (None with auth off).
+    """
+    request.state.owner = services(request).keys.check(request.headers.get("authorization"))
+
+
+def owner(request: Request) -> str | None:
+    """The authenticated caller's owner id."""
+    return getattr(request.state, "owner", None)
 
 
 def log_ignored(body: WireModel, endpoint: str) -> None:

@@ -29,10 +29,14 @@ class StaticKeys:
         """Whether requests must carry a key."""
         return bool(self._hashes)
 
-    def check(self, authorization: str | None) -> None:
-        """Raise 401 unless ``authorization`` is ``Bearer <a configured key>``."""
+    def check(self, authorization: str | None) -> str | None:
+        """Raise 401 unless ``authorization`` is ``Bearer <a configured key>``.
+
+        Returns the key's owner id (what stored responses are scoped to), or
+        None when auth is off.
+        """
         if not self.enabled:
-            return
+            return None
         if not authorization:
             raise AuthenticationError(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
@@ -47,3 +51,4 @@ class StaticKeys:
             matched |= hmac.compare_digest(candidate, stored)
         if not matched:
             raise AuthenticationError("Incorrect API key provided.")
+        return "static:" + candidate[:24]

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 
 from shoal.backends.base import Backend, BackendFailure, ModelCard
 from shoal.core.admission import Admission
-from shoal.core.types import Finish, GenerationEvent, GenerationRequest, Usage
+from shoal.core.types import (
+    Finish,
+    GenerationEvent,
+    GenerationRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from shoal.errors import BackendError, InvalidRequestError, ModelNotFoundError, ShoalError
 
 log = logging.getLogger("shoal.requests")
@@ -35,6 +43,7 @@ class GenerationStats:
     finished: float | None = None
     usage: Usage = field(default_factory=Usage)
     status: str = "in_progress"
+    streamed_deltas: int = 0
 
     @property
     def ttft_ms(self) -> float | None:
@@ -115,7 +124,11 @@ class Generation:
     def _observe(self, event: GenerationEvent) -> None:
         if self.stats.first_token is None:
             self.stats.first_token = time.perf_counter()
-        if isinstance(event, Finish):
+        if isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
+            # Engines stream about one token per delta; this is what a cancelled
+            # stream is accounted for, since its final usage never arrives.
+            self.stats.streamed_deltas += 1
+        elif isinstance(event, Finish):
             self.stats.usage = event.usage
             self.stats.status = "completed" if event.reason != "length" else "incomplete"
 
@@ -139,6 +152,8 @@ class Generation:
                 stats.status = status
             elif stats.status == "in_progress":
                 stats.status = "cancelled"
+            if stats.status in ("cancelled", "failed") and not stats.usage.output_tokens:
+                stats.usage = Usage(output_tokens=stats.streamed_deltas)
             log.info(
                 "model=%s status=%s input=%d cached=%d output=%d ttft_ms=%s total_ms=%.1f",
                 stats.model, stats.status, stats.usage.input_tokens, stats.usage.cached_tokens,

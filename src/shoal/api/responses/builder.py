@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from shoal.api.encoding import logprob_dicts, new_id
+from shoal.api.responses.items import seal_reasoning
 from shoal.core.types import Finish, GenerationEvent, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shoal.errors import ShoalError
 
@@ -32,7 +33,7 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
 class ResponseBuilder:
     """Feeds on generation events; keeps the response snapshot and numbers the events."""
 
-    def __init__(self, base: dict[str, Any], *, logprobs: bool = False) -> None:
+    def __init__(self, base: dict[str, Any], *, logprobs: bool = False, seal: bool = False) -> None:
         now = int(time.time())
         self.response: dict[str, Any] = {
             "id": base.get("id") or new_id("resp_"),
@@ -48,6 +49,7 @@ class ResponseBuilder:
             **{k: v for k, v in base.items() if k != "id"},
         }
         self.logprobs = logprobs
+        self.seal = seal
         self.sequence = 0
         self._open: dict[str, Any] | None = None
         self._open_kind: str | None = None
@@ -59,18 +61,18 @@ class ResponseBuilder:
         """The response id."""
         return str(self.response["id"])
 
-    def _event(self, type_: str, **fields: Any) -> dict[str, Any]:
+    def event(self, type_: str, **fields: Any) -> dict[str, Any]:
         event = {"type": type_, "sequence_number": self.sequence, **fields}
         self.sequence += 1
         return event
 
-    def _snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         return {**self.response, "output": [dict(i) for i in self.response["output"]]}
 
     def start(self) -> list[dict[str, Any]]:
         """``response.created`` and ``response.in_progress``."""
-        return [self._event("response.created", response=self._snapshot()),
-                self._event("response.in_progress", response=self._snapshot())]
+        return [self.event("response.created", response=self.snapshot()),
+                self.event("response.in_progress", response=self.snapshot())]
 
     # -- items -------------------------------------------------------------
     def _open_item(self, kind: str, item: dict[str, Any], key: int | None = None) -> list[dict[str, Any]]:
@@ -78,16 +80,16 @@ class ResponseBuilder:
         self.response["output"].append(item)
         self._open, self._open_kind, self._open_key = item, kind, key
         index = len(self.response["output"]) - 1
-        out.append(self._event("response.output_item.added", output_index=index, item=_copy(item)))
+        out.append(self.event("response.output_item.added", output_index=index, item=_copy(item)))
         if kind == "message":
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             item["content"].append(part)
-            out.append(self._event("response.content_part.added", item_id=item["id"], output_index=index,
+            out.append(self.event("response.content_part.added", item_id=item["id"], output_index=index,
                                    content_index=0, part=dict(part)))
         elif kind == "reasoning":
             part = {"type": "reasoning_text", "text": ""}
             item["content"].append(part)
-            out.append(self._event("response.content_part.added", item_id=item["id"], output_index=index,
+            out.append(self.event("response.content_part.added", item_id=item["id"], output_index=index,
                                    content_index=0, part=dict(part)))
         return out
 
@@ -100,21 +102,23 @@ class ResponseBuilder:
         out: list[dict[str, Any]] = []
         if kind == "message":
             part = item["content"][0]
-            out.append(self._event("response.output_text.done", item_id=item["id"], output_index=index,
+            out.append(self.event("response.output_text.done", item_id=item["id"], output_index=index,
                                    content_index=0, text=part["text"], logprobs=part["logprobs"]))
-            out.append(self._event("response.content_part.done", item_id=item["id"], output_index=index,
+            out.append(self.event("response.content_part.done", item_id=item["id"], output_index=index,
                                    content_index=0, part=dict(part)))
         elif kind == "reasoning":
             part = item["content"][0]
-            out.append(self._event("response.reasoning_text.done", item_id=item["id"], output_index=index,
+            if self.seal:
+                item["encrypted_content"] = seal_reasoning(part["text"])
+            out.append(self.event("response.reasoning_text.done", item_id=item["id"], output_index=index,
                                    content_index=0, text=part["text"]))
-            out.append(self._event("response.content_part.done", item_id=item["id"], output_index=index,
+            out.append(self.event("response.content_part.done", item_id=item["id"], output_index=index,
                                    content_index=0, part=dict(part)))
         elif kind == "function_call":
-            out.append(self._event("response.function_call_arguments.done", item_id=item["id"],
+            out.append(self.event("response.function_call_arguments.done", item_id=item["id"],
                                    output_index=index, name=item["name"], arguments=item["arguments"]))
         item["status"] = "completed"
-        out.append(self._event("response.output_item.done", output_index=index, item=_copy(item)))
+        out.append(self.event("response.output_item.done", output_index=index, item=_copy(item)))
         return out
 
     def feed(self, event: GenerationEvent) -> list[dict[str, Any]]:
@@ -127,7 +131,7 @@ class ResponseBuilder:
             item = self._open
             assert item is not None
             item["content"][0]["text"] += event.text
-            out.append(self._event("response.reasoning_text.delta", item_id=item["id"],
+            out.append(self.event("response.reasoning_text.delta", item_id=item["id"],
                                    output_index=len(self.response["output"]) - 1, content_index=0,
                                    delta=event.text))
         elif isinstance(event, TextDelta):
@@ -140,7 +144,7 @@ class ResponseBuilder:
             part["text"] += event.text
             lps = logprob_dicts(event.logprobs) if self.logprobs else []
             part["logprobs"].extend(lps)
-            out.append(self._event("response.output_text.delta", item_id=item["id"],
+            out.append(self.event("response.output_text.delta", item_id=item["id"],
                                    output_index=len(self.response["output"]) - 1, content_index=0,
                                    delta=event.text, logprobs=lps))
         elif isinstance(event, ToolCallDelta):
@@ -155,7 +159,7 @@ class ResponseBuilder:
                 item["name"] = event.name
             if event.arguments:
                 item["arguments"] += event.arguments
-                out.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
+                out.append(self.event("response.function_call_arguments.delta", item_id=item["id"],
                                        output_index=len(self.response["output"]) - 1, delta=event.arguments))
         elif isinstance(event, Finish):
             out += self.finish(event)
@@ -174,7 +178,7 @@ class ResponseBuilder:
             self.response["status"] = "completed"
             kind = "response.completed"
         self.response["choices"] = [_choice(self.response["output"], event.reason)]
-        out.append(self._event(kind, response=self._snapshot()))
+        out.append(self.event(kind, response=self.snapshot()))
         return out
 
     def fail(self, error: ShoalError) -> list[dict[str, Any]]:
@@ -185,7 +189,7 @@ class ResponseBuilder:
         self.response["status"] = "failed"
         self.response["error"] = {"code": error.code or "server_error", "message": error.message}
         self.response["choices"] = [_choice(self.response["output"], "error")]
-        return [self._event("response.failed", response=self._snapshot())]
+        return [self.event("response.failed", response=self.snapshot())]
 
 
 def _copy(item: dict[str, Any]) -> dict[str, Any]:

@@ -3,91 +3,114 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from shoal import sse
-from shoal.api.deps import authenticated, log_ignored, services
-from shoal.api.responses.builder import ResponseBuilder
-from shoal.api.responses.translate import LOGPROBS_INCLUDE, to_generation
-from shoal.core.pipeline import Generation
-from shoal.errors import InvalidRequestError, ShoalError
-from shoal.protocol.chat import ChatTool
+from shoal.api.deps import authenticated, log_ignored, owner, services
+from shoal.api.responses.echo import echo_fields
+from shoal.api.responses.translate import ENCRYPTED_INCLUDE, LOGPROBS_INCLUDE
+from shoal.errors import InvalidRequestError, NotFoundError
 from shoal.protocol.responses import ResponsesRequest
 
 router = APIRouter(dependencies=[Depends(authenticated)])
 
 
-def echo_fields(body: ResponsesRequest, model: str) -> dict[str, Any]:
-    """The request fields a Response object repeats back."""
-    tools = []
-    for tool in body.tools or ():
-        if isinstance(tool, ChatTool):
-            fn = tool.function
-            tools.append({"type": "function", "name": fn.name, "description": fn.description,
-                          "parameters": fn.parameters, "strict": fn.strict})
-        else:
-            tools.append(tool.model_dump(exclude_none=False))
-    choice = body.tool_choice
-    return {
-        "model": model,
-        "instructions": body.instructions,
-        "max_output_tokens": body.output_limit,
-        "metadata": body.metadata or {},
-        "parallel_tool_calls": body.parallel_tool_calls if body.parallel_tool_calls is not None else True,
-        "previous_response_id": body.previous_response_id,
-        "reasoning": {"effort": body.reasoning.effort if body.reasoning else None,
-                      "summary": body.reasoning.summary if body.reasoning else None},
-        "store": body.store,
-        "background": body.background,
-        "temperature": body.temperature if body.temperature is not None else 1.0,
-        "top_p": body.top_p if body.top_p is not None else 1.0,
-        "text": {"format": {"type": "text"}},
-        "tool_choice": choice if isinstance(choice, str) else (choice.model_dump() if choice else "auto"),
-        "tools": tools,
-        "top_logprobs": body.top_logprobs or 0,
-        "truncation": body.truncation or "disabled",
-        "user": body.user,
-    }
+def _json(obj: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(sse.dumps(obj), media_type="application/json", headers=headers)
 
 
-async def _stream(builder: ResponseBuilder, generation: Generation) -> AsyncIterator[bytes]:
-    try:
-        for event in builder.start():
-            yield sse.event_frame(event["type"], event)
-        try:
-            async for ev in generation:
-                for event in builder.feed(ev):
-                    yield sse.event_frame(event["type"], event)
-        except ShoalError as exc:
-            for event in builder.fail(exc):
-                yield sse.event_frame(event["type"], event)
-    finally:
-        await generation.aclose()
+async def _frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield sse.event_frame(event["type"], event)
 
 
 @router.post("/v1/responses")
 async def create_response(body: ResponsesRequest, request: Request) -> Response:
-    """Create a model response, streamed as semantic events or returned whole."""
+    """Create a model response: returned whole, streamed as semantic events, or run in the background."""
     log_ignored(body, "responses")
-    if body.previous_response_id is not None:
-        raise InvalidRequestError("previous_response_id is not supported by this server yet.",
-                                  param="previous_response_id")
-    if body.background:
-        raise InvalidRequestError("background mode is not supported by this server yet.", param="background")
     svc = services(request)
-    generation = await svc.pipeline.start(to_generation(body))
-    builder = ResponseBuilder(echo_fields(body, generation.model),
-                              logprobs=LOGPROBS_INCLUDE in (body.include or ()))
-    headers = {"x-shoal-model": generation.model}
+    model = svc.pipeline.resolve(body.model).card.id
+    include = body.include or ()
+    turn = await svc.responses.open_turn(body, owner(request), echo_fields(body, model),
+                                         logprobs=LOGPROBS_INCLUDE in include, seal=ENCRYPTED_INCLUDE in include)
+    headers = {"x-shoal-model": model}
+    keepalive = svc.settings.keepalive_seconds
+    if body.background:
+        run = await svc.responses.start_background(turn)
+        if body.stream:
+            return sse.sse_response(_frames(svc.responses.follow(run, None)), headers=headers, keepalive=keepalive)
+        return _json(turn.builder.snapshot(), headers)
     if body.stream:
-        return sse.sse_response(_stream(builder, generation), headers=headers,
+        generation = await svc.responses.start(turn)
+        return sse.sse_response(_frames(svc.responses.stream_foreground(turn, generation)), headers=headers,
+                                keepalive=keepalive)
+    return _json(await svc.responses.run_foreground(turn), headers)
+
+
+@router.get("/v1/responses/{response_id}")
+async def get_response(response_id: str, request: Request, stream: bool = False,
+                       starting_after: int | None = None) -> Response:
+    """A stored response; with ``stream=true`` a background response's events (resumable)."""
+    svc = services(request)
+    stored = await svc.responses.store.get(response_id, owner(request))
+    if stored is None:
+        raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+    run = svc.responses.runs.get(response_id)
+    if stream:
+        if run is None:
+            raise InvalidRequestError("Only background responses running on this server can be streamed; "
+                                      "fetch it without stream=true.", param="stream")
+        return sse.sse_response(_frames(svc.responses.follow(run, starting_after)),
                                 keepalive=svc.settings.keepalive_seconds)
-    try:
-        async for ev in generation:
-            builder.feed(ev)
-    finally:
-        await generation.aclose()
-    return Response(sse.dumps(builder.response), media_type="application/json", headers=headers)
+    if run is not None and not run.done:
+        return _json(run.turn.builder.snapshot())
+    return _json(stored.body)
+
+
+@router.delete("/v1/responses/{response_id}")
+async def delete_response(response_id: str, request: Request) -> Response:
+    """Delete a stored response (cancelling it first if it is still running here)."""
+    svc = services(request)
+    run = svc.responses.runs.get(response_id)
+    if run is not None and run.turn.owner == owner(request) and run.task is not None and not run.done:
+        await svc.responses.cancel(response_id, owner(request))
+    if not await svc.responses.store.delete(response_id, owner(request)):
+        raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+    svc.responses.runs.pop(response_id, None)
+    return _json({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+@router.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(response_id: str, request: Request) -> Response:
+    """Cancel a background response."""
+    return _json(await services(request).responses.cancel(response_id, owner(request)))
+
+
+@router.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(
+    response_id: str, request: Request, after: str | None = None, before: str | None = None,
+    limit: int = Query(20, ge=1, le=100), order: Literal["asc", "desc"] = "desc",
+) -> Response:
+    """The response's input items, paginated like every OpenAI list."""
+    stored = await services(request).responses.store.get(response_id, owner(request))
+    if stored is None:
+        raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+    items = list(stored.input_items)
+    if order == "desc":
+        items.reverse()
+    ids = [i.get("id") for i in items]
+    for cursor, name in ((after, "after"), (before, "before")):
+        if cursor is not None and cursor not in ids:
+            raise InvalidRequestError(f"No input item with id '{cursor}' in this response.", param=name)
+    if after is not None:
+        items = items[ids.index(after) + 1:]
+    if before is not None:
+        items = items[:[i.get("id") for i in items].index(before)] if before in [i.get("id") for i in items] else []
+    page = items[:limit]
+    return _json({
+        "object": "list", "data": page, "has_more": len(items) > limit,
+        "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None,
+    })

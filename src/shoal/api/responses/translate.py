@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from shoal.api.responses.items import unseal_reasoning
 from shoal.core.types import GenerationRequest, Message, NamedTool, SamplingParams, ToolCall, ToolChoice, ToolSpec
 from shoal.errors import InvalidRequestError
 from shoal.protocol.chat import ChatTool, NamedToolChoice
@@ -19,7 +20,8 @@ from shoal.protocol.responses import (
 )
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
-KNOWN_INCLUDES = {LOGPROBS_INCLUDE, "reasoning.encrypted_content"}
+ENCRYPTED_INCLUDE = "reasoning.encrypted_content"
+KNOWN_INCLUDES = {LOGPROBS_INCLUDE, ENCRYPTED_INCLUDE}
 
 
 def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
@@ -55,7 +57,7 @@ def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
         elif isinstance(item, FunctionCallOutputItem):
             messages.append(Message(role="tool", content=item.text(), tool_call_id=item.call_id))
         elif isinstance(item, ReasoningItem):
-            reasoning.append(item.text())
+            reasoning.append(item.text() or unseal_reasoning(item))
     return messages
 
 

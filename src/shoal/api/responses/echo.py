@@ -1,0 +1,46 @@
+"""The request fields a Response object repeats back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.protocol.chat import ChatTool
+from shoal.protocol.responses import ResponsesRequest
+
+
+def echo_fields(body: ResponsesRequest, model: str) -> dict[str, Any]:
+    """Response fields taken from the request (tools in the flat Responses form)."""
+    tools = []
+    for tool in body.tools or ():
+        if isinstance(tool, ChatTool):
+            fn = tool.function
+            tools.append({"type": "function", "name": fn.name, "description": fn.description,
+                          "parameters": fn.parameters, "strict": fn.strict})
+        else:
+            tools.append(tool.model_dump(exclude_none=False))
+    choice = body.tool_choice
+    if choice is not None and not isinstance(choice, str):
+        name = getattr(choice, "name", None) or choice.function.name  # type: ignore[union-attr]
+        choice_echo: Any = {"type": "function", "name": name}
+    else:
+        choice_echo = choice or "auto"
+    return {
+        "model": model,
+        "instructions": body.instructions,
+        "max_output_tokens": body.output_limit,
+        "metadata": body.metadata or {},
+        "parallel_tool_calls": body.parallel_tool_calls if body.parallel_tool_calls is not None else True,
+        "previous_response_id": body.previous_response_id,
+        "reasoning": {"effort": body.reasoning.effort if body.reasoning else None,
+                      "summary": body.reasoning.summary if body.reasoning else None},
+        "store": body.store,
+        "background": body.background,
+        "temperature": body.temperature if body.temperature is not None else 1.0,
+        "top_p": body.top_p if body.top_p is not None else 1.0,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": choice_echo,
+        "tools": tools,
+        "top_logprobs": body.top_logprobs or 0,
+        "truncation": body.truncation or "disabled",
+        "user": body.user,
+    }

@@ -1,0 +1,239 @@
+"""Stateful Responses logic: history, storage, truncation and background runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.api.responses.builder import ResponseBuilder
+from shoal.api.responses.items import drop_oldest_turn, output_as_input, parse_items, stored_input_items
+from shoal.api.responses.translate import input_messages, to_generation
+from shoal.core.pipeline import Generation, Pipeline
+from shoal.errors import InvalidRequestError, NotFoundError, ShoalError
+from shoal.protocol.responses import ResponsesRequest
+from shoal.storage.responses import ACTIVE, ResponseStore, StoredResponse
+
+log = logging.getLogger("shoal.responses")
+
+MAX_TRUNCATION_STEPS = 64
+KEPT_RUNS = 256
+
+
+@dataclass
+class Turn:
+    """One create-response call: its request, its history and how it is being built."""
+
+    body: ResponsesRequest
+    owner: str | None
+    history: list[dict[str, Any]]
+    input_items: list[dict[str, Any]]
+    builder: ResponseBuilder
+
+
+@dataclass
+class BackgroundRun:
+    """A background response running on this instance, with its event log for resuming streams."""
+
+    turn: Turn
+    events: list[dict[str, Any]] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    done: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class ResponsesService:
+    """Creates, stores, continues, cancels and replays responses."""
+
+    def __init__(self, pipeline: Pipeline, store: ResponseStore) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.runs: OrderedDict[str, BackgroundRun] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    # -- building a turn ---------------------------------------------------
+    async def open_turn(self, body: ResponsesRequest, owner: str | None, echo: dict[str, Any],
+                        logprobs: bool = False, seal: bool = False) -> Turn:
+        """Load the history of ``previous_response_id`` (404 if unknown) and set up the builder."""
+        history: list[dict[str, Any]] = []
+        if body.previous_response_id:
+            prev = await self.store.get(body.previous_response_id, owner)
+            if prev is None:
+                raise NotFoundError(f"Previous response with id '{body.previous_response_id}' not found.",
+                                    param="previous_response_id", code="previous_response_not_found")
+            if prev.status in ACTIVE:
+                raise InvalidRequestError(f"Previous response '{prev.id}' is still {prev.status}.",
+                                          param="previous_response_id")
+            history = list(prev.conversation)
+        if body.background and not body.store:
+            raise InvalidRequestError("background mode requires store=true.", param="background")
+        return Turn(body, owner, history, stored_input_items(body), ResponseBuilder(echo, logprobs=logprobs, seal=seal))
+
+    async def start(self, turn: Turn) -> Generation:
+        """Start generating; with ``truncation: auto`` drop the oldest turns until the prompt fits."""
+        for _ in range(MAX_TRUNCATION_STEPS):
+            request = to_generation(turn.body, input_messages(parse_items(turn.history)))
+            try:
+                return await self.pipeline.start(request)
+            except InvalidRequestError as exc:
+                if exc.code != "context_length_exceeded":
+                    raise
+                shorter = drop_oldest_turn(turn.history) if turn.body.truncation == "auto" else None
+                if shorter is None or shorter == turn.history:
+                    raise InvalidRequestError(
+                        "The input (with the conversation so far) does not fit in the model's context window. "
+                        "Shorten it, or set truncation to 'auto' to drop the oldest turns.",
+                        param="input", code="context_length_exceeded") from exc
+                log.info("truncation=auto: dropped the oldest turn of %s", turn.builder.id)
+                turn.history = shorter
+        raise InvalidRequestError("The input does not fit in the model's context window.", param="input",
+                                  code="context_length_exceeded")
+
+    def record(self, turn: Turn) -> StoredResponse:
+        """The stored form of the turn as it stands."""
+        response = turn.builder.response
+        return StoredResponse(
+            id=turn.builder.id, owner=turn.owner, status=response["status"], model=response["model"],
+            body=response, input_items=turn.input_items,
+            conversation=turn.history + turn.input_items + output_as_input(response["output"]),
+            previous_response_id=turn.body.previous_response_id, background=turn.body.background,
+        )
+
+    async def save(self, turn: Turn) -> None:
+        """Store the turn if the request asked for it."""
+        if turn.body.store:
+            await self.store.save(self.record(turn))
+
+    def save_later(self, turn: Turn) -> None:
+        """Store from a context that may be cancelled (a client that went away)."""
+        task = asyncio.ensure_future(self.save(turn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- running -----------------------------------------------------------
+    async def events(self, turn: Turn, generation: Generation) -> AsyncIterator[dict[str, Any]]:
+        """Every stream event of the turn, ending with exactly one terminal event."""
+        for event in turn.builder.start():
+            yield event
+        try:
+            async for ev in generation:
+                for event in turn.builder.feed(ev):
+                    yield event
+        except ShoalError as exc:
+            for event in turn.builder.fail(exc):
+                yield event
+        finally:
+            await generation.aclose()
+
+    async def run_foreground(self, turn: Turn) -> dict[str, Any]:
+        """Generate to the end and return the response object."""
+        generation = await self.start(turn)
+        async for _ in self.events(turn, generation):
+            pass
+        await self.save(turn)
+        return turn.builder.response
+
+    async def stream_foreground(self, turn: Turn, generation: Generation) -> AsyncIterator[dict[str, Any]]:
+        """Stream the events and store the result however the stream ends."""
+        try:
+            async for event in self.events(turn, generation):
+                yield event
+        finally:
+            if turn.builder.response["status"] == "in_progress":
+                turn.builder.response["status"] = "cancelled"
+            self.save_later(turn)
+
+    async def start_background(self, turn: Turn) -> BackgroundRun:
+        """Queue the turn, store it as ``queued`` and run it in a task."""
+        turn.builder.response["status"] = "queued"
+        await self.save(turn)
+        run = BackgroundRun(turn)
+        run.events.append(turn.builder.event("response.queued", response=turn.builder.snapshot()))
+        self.runs[turn.builder.id] = run
+        while len(self.runs) > KEPT_RUNS:
+            oldest = next(iter(self.runs))
+            if not self.runs[oldest].done:
+                break
+            self.runs.pop(oldest)
+        run.task = asyncio.ensure_future(self._run_background(run))
+        return run
+
+    async def _publish(self, run: BackgroundRun, event: dict[str, Any]) -> None:
+        async with run.changed:
+            run.events.append(event)
+            run.changed.notify_all()
+
+    async def _run_background(self, run: BackgroundRun) -> None:
+        turn = run.turn
+        try:
+            try:
+                generation = await self.start(turn)
+            except ShoalError as exc:
+                await self._publish(run, turn.builder.start()[0])
+                for event in turn.builder.fail(exc):
+                    await self._publish(run, event)
+                return
+            turn.builder.response["status"] = "in_progress"
+            await self.store.set_status(turn.builder.id, "in_progress")
+            async for event in self.events(turn, generation):
+                await self._publish(run, event)
+        except asyncio.CancelledError:
+            if self._closing:
+                for event in turn.builder.fail(ShoalError("The server shut down before this response finished.")):
+                    await self._publish(run, event)
+            else:
+                turn.builder.response["status"] = "cancelled"
+                await self._publish(run, turn.builder.event(
+                    "error", code="response_cancelled", message="The response was cancelled.", param=None))
+        finally:
+            await asyncio.shield(self.save(turn))
+            async with run.changed:
+                run.done = True
+                run.changed.notify_all()
+
+    async def follow(self, run: BackgroundRun, starting_after: int | None) -> AsyncIterator[dict[str, Any]]:
+        """Replay a background run's events after ``starting_after``, then follow it live."""
+        position = 0
+        while True:
+            async with run.changed:
+                while position >= len(run.events) and not run.done:
+                    await run.changed.wait()
+                fresh = run.events[position:]
+                position = len(run.events)
+                finished = run.done and position >= len(run.events)
+            for event in fresh:
+                if starting_after is None or event["sequence_number"] > starting_after:
+                    yield event
+            if finished:
+                return
+
+    async def cancel(self, response_id: str, owner: str | None) -> dict[str, Any]:
+        """Cancel a background response; 404 if unknown, 400 if not in background."""
+        stored = await self.store.get(response_id, owner)
+        if stored is None:
+            raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+        if not stored.background:
+            raise InvalidRequestError("Only background responses can be cancelled.", param="response_id")
+        run = self.runs.get(response_id)
+        if run is not None and run.task is not None and not run.done:
+            run.task.cancel()
+            await asyncio.gather(run.task, return_exceptions=True)
+            return run.turn.builder.response
+        if stored.status in ACTIVE:
+            # Running on another replica (or orphaned): the stored status is what everyone reads.
+            stored.status = "cancelled"
+            stored.body = {**stored.body, "status": "cancelled"}
+            await self.store.save(stored)
+        return stored.body
+
+    async def aclose(self) -> None:
+        """Stop background runs (stored as failed: the server went away) and finish pending saves."""
+        self._closing = True
+        for run in list(self.runs.values()):
+            if run.task is not None and not run.done:
+                run.task.cancel()
+        await asyncio.gather(*(r.task for r in self.runs.values() if r.task), *self._tasks, return_exceptions=True)

@@ -1,0 +1,113 @@
+"""The database: an async SQLAlchemy engine plus Alembic schema checks and upgrades."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+log = logging.getLogger("shoal.storage")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class SchemaError(Exception):
+    """The database schema is older (or newer) than this version of Shoal expects."""
+
+
+def default_url(data_dir: Path) -> str:
+    """The SQLite file under the data directory."""
+    return f"sqlite+aiosqlite:///{data_dir / 'shoal.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` and ``sqlite:///`` URLs and pick the async drivers."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
+    return url
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at Shoal's migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+class Database:
+    """Owns the engine and the session factory; pooled for PostgreSQL."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        self.url = normalize_url(url)
+        kwargs: dict[str, Any] = {}
+        if self.url.startswith("postgresql"):
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800)
+        else:
+            kwargs.update(connect_args={"timeout": 30})
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is the single-node SQLite default."""
+        return self.url.startswith("sqlite")
+
+    def _revisions(self, conn: Connection) -> tuple[str | None, str | None]:
+        current = MigrationContext.configure(conn).get_current_revision()
+        head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+        return current, head
+
+    async def revisions(self) -> tuple[str | None, str | None]:
+        """(current, head) schema revisions."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(self._revisions)
+
+    async def upgrade(self) -> str | None:
+        """Migrate to the newest schema; returns the revision it is at."""
+
+        def run(conn: Connection) -> None:
+            cfg = alembic_config(self.url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(run)
+        current, _ = await self.revisions()
+        return current
+
+    async def prepare(self) -> None:
+        """Create a fresh database's schema; refuse an outdated one with a clear message."""
+        current, head = await self.revisions()
+        if current == head:
+            return
+        if current is None:
+            log.info("creating the database schema (%s)", _safe_url(self.url))
+            await self.upgrade()
+            return
+        raise SchemaError(
+            f"The database schema is at revision {current}, but this Shoal needs {head}. "
+            "Run `shoal db upgrade` (with the same --database-url) and start again."
+        )
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
