@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from shoal.core.context import RequestContext
 from shoal.protocol.common import WireModel
 
 if TYPE_CHECKING:
@@ -23,14 +24,21 @@ def services(request: Request) -> "Services":
 async def authenticated(request: Request) -> None:
     """Reject the request with 401 unless it carries a valid key (when keys are set).
 
-    The caller's owner id is kept on ``request.state.owner`` (None with auth off).
+    The caller is kept on ``request.state.context`` for the rest of the path.
     """
-    request.state.owner = services(request).keys.check(request.headers.get("authorization"))
+    owner_id = services(request).keys.check(request.headers.get("authorization"))
+    request.state.context = RequestContext(owner=owner_id, key_id=owner_id, endpoint=request.url.path)
+
+
+def context(request: Request) -> RequestContext:
+    """The authenticated caller of this request."""
+    ctx = getattr(request.state, "context", None)
+    return ctx if ctx is not None else RequestContext()
 
 
 def owner(request: Request) -> str | None:
-    """The authenticated caller's owner id."""
-    return getattr(request.state, "owner", None)
+    """The authenticated caller's owner id (scopes stored responses)."""
+    return context(request).owner
 
 
 def log_ignored(body: WireModel, endpoint: str) -> None:

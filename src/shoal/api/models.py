@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from shoal.api.deps import authenticated, services
+from shoal.api.deps import authenticated, context, services
 from shoal.backends.base import ModelCard
 
 router = APIRouter(dependencies=[Depends(authenticated)])
@@ -30,11 +30,11 @@ def card_dict(card: ModelCard) -> dict[str, Any]:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     """Every model this server serves."""
-    cards = services(request).pipeline.cards()
+    cards = services(request).pipeline.cards(context(request))
     return {"object": "list", "data": [card_dict(c) for c in cards]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     """One model by id or alias; 404 if unknown."""
-    return card_dict(services(request).pipeline.resolve(model_id).card)
+    return card_dict(services(request).pipeline.resolve(model_id, context(request)).card)

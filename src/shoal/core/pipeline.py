@@ -7,9 +7,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from shoal.backends.base import Backend, BackendFailure, ModelCard
 from shoal.core.admission import Admission
+from shoal.core.context import RequestContext
 from shoal.core.types import (
     Finish,
     GenerationEvent,
@@ -22,6 +24,19 @@ from shoal.core.types import (
 from shoal.errors import BackendError, InvalidRequestError, ModelNotFoundError, ShoalError
 
 log = logging.getLogger("shoal.requests")
+
+
+class PipelineHooks(Protocol):
+    """Admission control and accounting around every generation (rate limits, budgets, metering)."""
+
+    async def admit(self, request: GenerationRequest, context: RequestContext, deployment: "Deployment") -> Any:
+        """Check limits before generation starts (raise 429 to refuse); returns a token for ``finish``."""
+        ...
+
+    async def finish(self, context: RequestContext, deployment: "Deployment", stats: "GenerationStats",
+                     token: Any) -> None:
+        """Record what was used, once the generation has ended in any way."""
+        ...
 
 
 @dataclass
@@ -71,9 +86,13 @@ class Generation:
     """
 
     def __init__(self, deployment: Deployment, events: AsyncIterator[GenerationEvent],
-                 stats: GenerationStats) -> None:
+                 stats: GenerationStats, context: RequestContext | None = None,
+                 hooks: PipelineHooks | None = None, token: Any = None) -> None:
         self.deployment = deployment
         self.stats = stats
+        self.context = context or RequestContext()
+        self._hooks = hooks
+        self._token = token
         self._events = events
         self._first: GenerationEvent | None = None
         self._pending: asyncio.Future[GenerationEvent] | None = None
@@ -161,41 +180,53 @@ class Generation:
                 "-" if stats.ttft_ms is None else f"{stats.ttft_ms:.1f}",
                 (stats.finished - stats.started) * 1000,
             )
+            if self._hooks is not None:
+                # Shielded: a client that went away must still be accounted for.
+                await asyncio.shield(self._hooks.finish(self.context, self.deployment, stats, self._token))
 
 
 class Pipeline:
     """Holds the deployments and starts generations on them."""
 
-    def __init__(self, deployments: list[Deployment], *, prime_timeout: float = 10.0) -> None:
+    def __init__(self, deployments: list[Deployment], *, prime_timeout: float = 10.0,
+                 hooks: PipelineHooks | None = None) -> None:
         self.deployments = deployments
         self.prime_timeout = prime_timeout
+        self.hooks = hooks
         self._by_name: dict[str, Deployment] = {}
         for dep in deployments:
             for name in (dep.card.id, *dep.card.aliases):
                 self._by_name.setdefault(name, dep)
 
-    def cards(self) -> list[ModelCard]:
-        """Every served model, in configuration order."""
-        return [dep.card for dep in self.deployments]
+    def cards(self, context: RequestContext | None = None) -> list[ModelCard]:
+        """Every served model the caller may use, in configuration order."""
+        return [dep.card for dep in self.deployments if context is None or context.may_use(dep.card.id)]
 
-    def resolve(self, model: str) -> Deployment:
-        """The deployment serving ``model`` (by id or alias), or a 404."""
+    def resolve(self, model: str, context: RequestContext | None = None) -> Deployment:
+        """The deployment serving ``model`` (by id or alias), or a 404 (also for models out of scope)."""
         dep = self._by_name.get(model)
-        if dep is None:
+        if dep is None or (context is not None and not context.may_use(dep.card.id)):
             raise ModelNotFoundError(model)
         return dep
 
-    async def start(self, request: GenerationRequest) -> Generation:
-        """Admit ``request`` and start it; raises 404 / 503 / early backend errors."""
-        dep = self.resolve(request.model)
-        await dep.admission.acquire()
+    async def start(self, request: GenerationRequest, context: RequestContext | None = None) -> Generation:
+        """Admit ``request`` and start it; raises 404 / 429 / 503 / early backend errors."""
+        context = context or RequestContext()
+        dep = self.resolve(request.model, context)
+        token = await self.hooks.admit(request, context, dep) if self.hooks is not None else None
+        try:
+            await dep.admission.acquire()
+        except BaseException:
+            if self.hooks is not None:
+                await self.hooks.finish(context, dep, GenerationStats(model=dep.card.id, status="rejected"), token)
+            raise
         stats = GenerationStats(model=dep.card.id)
         try:
             events = dep.backend.generate(request)
         except BaseException:
             dep.admission.release()
             raise
-        generation = Generation(dep, events, stats)
+        generation = Generation(dep, events, stats, context, self.hooks, token)
         try:
             await generation.prime(self.prime_timeout)
         except BaseException:

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from shoal import sse
 from shoal.api.chat.stream import chunk_frames, completion_body
 from shoal.api.chat.translate import to_generation
-from shoal.api.deps import authenticated, log_ignored, services
+from shoal.api.deps import authenticated, context, log_ignored, services
 from shoal.api.encoding import new_id
 from shoal.core.pipeline import Generation
 from shoal.protocol.chat import ChatCompletionRequest
@@ -33,10 +33,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     """Create a chat completion, streamed or not."""
     log_ignored(body, "chat.completions")
     svc = services(request)
-    generation = await svc.pipeline.start(to_generation(body))
+    ctx = context(request)
+    generation = await svc.pipeline.start(to_generation(body), ctx)
     completion_id = new_id("chatcmpl-")
     created = int(time.time())
-    headers = {"x-shoal-model": generation.model}
+    headers = {**ctx.headers, "x-shoal-model": generation.model}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = chunk_frames(generation, completion_id=completion_id, created=created, model=generation.model,

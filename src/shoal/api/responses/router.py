@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from shoal import sse
-from shoal.api.deps import authenticated, log_ignored, owner, services
+from shoal.api.deps import authenticated, context, log_ignored, owner, services
 from shoal.api.responses.echo import echo_fields
 from shoal.api.responses.translate import ENCRYPTED_INCLUDE, LOGPROBS_INCLUDE
 from shoal.errors import InvalidRequestError, NotFoundError
@@ -32,9 +32,10 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     """Create a model response: returned whole, streamed as semantic events, or run in the background."""
     log_ignored(body, "responses")
     svc = services(request)
-    model = svc.pipeline.resolve(body.model).card.id
+    ctx = context(request)
+    model = svc.pipeline.resolve(body.model, ctx).card.id
     include = body.include or ()
-    turn = await svc.responses.open_turn(body, owner(request), echo_fields(body, model),
+    turn = await svc.responses.open_turn(body, ctx, echo_fields(body, model),
                                          logprobs=LOGPROBS_INCLUDE in include, seal=ENCRYPTED_INCLUDE in include)
     headers = {"x-shoal-model": model}
     keepalive = svc.settings.keepalive_seconds
@@ -45,9 +46,10 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         return _json(turn.builder.snapshot(), headers)
     if body.stream:
         generation = await svc.responses.start(turn)
-        return sse.sse_response(_frames(svc.responses.stream_foreground(turn, generation)), headers=headers,
-                                keepalive=keepalive)
-    return _json(await svc.responses.run_foreground(turn), headers)
+        return sse.sse_response(_frames(svc.responses.stream_foreground(turn, generation)),
+                                headers={**ctx.headers, **headers}, keepalive=keepalive)
+    result = await svc.responses.run_foreground(turn)
+    return _json(result, {**ctx.headers, **headers})
 
 
 @router.get("/v1/responses/{response_id}")
@@ -75,7 +77,7 @@ async def delete_response(response_id: str, request: Request) -> Response:
     """Delete a stored response (cancelling it first if it is still running here)."""
     svc = services(request)
     run = svc.responses.runs.get(response_id)
-    if run is not None and run.turn.owner == owner(request) and run.task is not None and not run.done:
+    if run is not None and run.turn.context.owner == owner(request) and run.task is not None and not run.done:
         await svc.responses.cancel(response_id, owner(request))
     if not await svc.responses.store.delete(response_id, owner(request)):
         raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")

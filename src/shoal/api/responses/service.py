@@ -12,6 +12,7 @@ from typing import Any
 from shoal.api.responses.builder import ResponseBuilder
 from shoal.api.responses.items import drop_oldest_turn, output_as_input, parse_items, stored_input_items
 from shoal.api.responses.translate import input_messages, to_generation
+from shoal.core.context import RequestContext
 from shoal.core.pipeline import Generation, Pipeline
 from shoal.errors import InvalidRequestError, NotFoundError, ShoalError
 from shoal.protocol.responses import ResponsesRequest
@@ -28,7 +29,7 @@ class Turn:
     """One create-response call: its request, its history and how it is being built."""
 
     body: ResponsesRequest
-    owner: str | None
+    context: RequestContext
     history: list[dict[str, Any]]
     input_items: list[dict[str, Any]]
     builder: ResponseBuilder
@@ -56,12 +57,12 @@ class ResponsesService:
         self._closing = False
 
     # -- building a turn ---------------------------------------------------
-    async def open_turn(self, body: ResponsesRequest, owner: str | None, echo: dict[str, Any],
+    async def open_turn(self, body: ResponsesRequest, context: RequestContext, echo: dict[str, Any],
                         logprobs: bool = False, seal: bool = False) -> Turn:
         """Load the history of ``previous_response_id`` (404 if unknown) and set up the builder."""
         history: list[dict[str, Any]] = []
         if body.previous_response_id:
-            prev = await self.store.get(body.previous_response_id, owner)
+            prev = await self.store.get(body.previous_response_id, context.owner)
             if prev is None:
                 raise NotFoundError(f"Previous response with id '{body.previous_response_id}' not found.",
                                     param="previous_response_id", code="previous_response_not_found")
@@ -71,14 +72,14 @@ class ResponsesService:
             history = list(prev.conversation)
         if body.background and not body.store:
             raise InvalidRequestError("background mode requires store=true.", param="background")
-        return Turn(body, owner, history, stored_input_items(body), ResponseBuilder(echo, logprobs=logprobs, seal=seal))
+        return Turn(body, context, history, stored_input_items(body), ResponseBuilder(echo, logprobs=logprobs, seal=seal))
 
     async def start(self, turn: Turn) -> Generation:
         """Start generating; with ``truncation: auto`` drop the oldest turns until the prompt fits."""
         for _ in range(MAX_TRUNCATION_STEPS):
             request = to_generation(turn.body, input_messages(parse_items(turn.history)))
             try:
-                return await self.pipeline.start(request)
+                return await self.pipeline.start(request, turn.context)
             except InvalidRequestError as exc:
                 if exc.code != "context_length_exceeded":
                     raise
@@ -97,7 +98,7 @@ class ResponsesService:
         """The stored form of the turn as it stands."""
         response = turn.builder.response
         return StoredResponse(
-            id=turn.builder.id, owner=turn.owner, status=response["status"], model=response["model"],
+            id=turn.builder.id, owner=turn.context.owner, status=response["status"], model=response["model"],
             body=response, input_items=turn.input_items,
             conversation=turn.history + turn.input_items + output_as_input(response["output"]),
             previous_response_id=turn.body.previous_response_id, background=turn.body.background,
