@@ -128,7 +128,7 @@ class LocalBackend:
                 if isinstance(item, BaseException):
                     raise _failure(str(item))
                 if "error" in item:
-                    raise _failure(_error_message(item["error"]))
+                    raise _failure(_error_message(item["error"]), _error_type(item["error"]))
                 for event in translator.feed(item):
                     yield event
             yield translator.finish()
@@ -154,10 +154,14 @@ def _error_message(error: Any) -> str:
     return str(error)
 
 
-def _failure(message: str) -> BackendFailure:
+def _error_type(error: Any) -> str:
+    return str(error.get("type", "")) if isinstance(error, dict) else ""
+
+
+def _failure(message: str, kind: str = "") -> BackendFailure:
     lowered = message.lower()
-    if "context" in lowered and ("exceed" in lowered or "size" in lowered):
+    if kind == "exceed_context_size_error" or ("context" in lowered and "exceed" in lowered):
         return BackendFailure(message, client_error=True, code="context_length_exceeded")
-    if "expected" in lowered or "invalid" in lowered or "must" in lowered:
+    if kind == "invalid_request_error" or "expected" in lowered or "invalid" in lowered or "must" in lowered:
         return BackendFailure(message, client_error=True)
     return BackendFailure(message)
