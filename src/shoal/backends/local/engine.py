@@ -126,7 +126,8 @@ class LocalBackend:
                 if item is _END:
                     break
                 if isinstance(item, BaseException):
-                    raise _failure(str(item))
+                    # llama.cpp rejects malformed requests (bad message order, bad schema) with ValueError.
+                    raise _failure(str(item), "invalid_request_error" if isinstance(item, ValueError) else "")
                 if "error" in item:
                     raise _failure(_error_message(item["error"]), _error_type(item["error"]))
                 for event in translator.feed(item):

@@ -1,0 +1,62 @@
+"""PostgreSQL mode: two servers share one database, and a chain started on one continues on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import MODEL_ID, ServerFactory
+
+pytestmark = pytest.mark.e2e
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test (dropped afterwards)."""
+    name = "shoal_e2e_" + secrets.token_hex(4)
+    try:
+        asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_chain_continues_across_replicas(server_factory: ServerFactory, pg_database: str) -> None:
+    args = ("--database-url", pg_database, "--parallel", "1", "--api-key", "shared-key")
+    one = server_factory(*args)
+    two = server_factory(*args)
+    with one.client("shared-key") as a, two.client("shared-key") as b:
+        r1 = a.responses.create(model=MODEL_ID, input="My name is Ada.", max_output_tokens=4, temperature=0)
+        r2 = b.responses.create(model=MODEL_ID, input="What is my name?", previous_response_id=r1.id,
+                                max_output_tokens=4, temperature=0)
+        assert r2.previous_response_id == r1.id
+        assert r2.usage.input_tokens > r1.usage.input_tokens
+        r3 = a.responses.create(model=MODEL_ID, input="Again?", previous_response_id=r2.id, max_output_tokens=4)
+        assert r3.usage.input_tokens > r2.usage.input_tokens
+        assert a.responses.retrieve(r2.id).output_text == r2.output_text
+        assert [i.content[0].text for i in b.responses.input_items.list(r3.id).data] == ["Again?"]
+        b.responses.delete(r1.id)
+        with pytest.raises(Exception) as err:
+            a.responses.retrieve(r1.id)
+        assert getattr(err.value, "status_code", None) == 404
