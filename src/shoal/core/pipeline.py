@@ -223,9 +223,12 @@ class Pipeline:
         stats = GenerationStats(model=dep.card.id)
         try:
             events = dep.backend.generate(request)
-        except BaseException:
+        except Exception as exc:
             dep.admission.release()
-            raise
+            stats.status = "failed"
+            if self.hooks is not None:
+                await self.hooks.finish(context, dep, stats, token)
+            raise to_shoal_error(exc) from exc
         generation = Generation(dep, events, stats, context, self.hooks, token)
         try:
             await generation.prime(self.prime_timeout)

@@ -20,7 +20,7 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
     """Responses usage with cached, reasoning and tool output token details."""
     return {
         "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {
             "reasoning_tokens": usage.reasoning_tokens,
@@ -28,6 +28,9 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
         },
         "total_tokens": usage.total_tokens,
     }
+
+
+SDK_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
 
 
 class ResponseBuilder:
@@ -187,7 +190,10 @@ class ResponseBuilder:
             self._open["status"] = "incomplete"
         self._open = self._open_kind = self._open_key = None
         self.response["status"] = "failed"
-        self.response["error"] = {"code": error.code or "server_error", "message": error.message}
+        # ResponseError.code is a closed list in the SDK: map ours onto it.
+        code = error.code if error.code in SDK_ERROR_CODES else (
+            "invalid_prompt" if 400 <= error.status_code < 500 else "server_error")
+        self.response["error"] = {"code": code, "message": error.message}
         self.response["choices"] = [_choice(self.response["output"], "error")]
         return [self.event("response.failed", response=self.snapshot())]
 

@@ -1,0 +1,220 @@
+"""llama.cpp dict translation: request bodies out, recorded stream chunks in."""
+
+from __future__ import annotations
+
+from shoal.backends.local.chunks import ChunkTranslator, to_llama_body
+from shoal.core.types import (
+    Finish,
+    GenerationRequest,
+    Message,
+    NamedTool,
+    ReasoningDelta,
+    SamplingParams,
+    TextDelta,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
+
+WEATHER = ToolSpec("get_weather", "Weather of a city",
+                   {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+TIME = ToolSpec("get_time")
+
+
+def req(**kw) -> GenerationRequest:  # type: ignore[no-untyped-def]
+    kw.setdefault("messages", (Message("user", "hi"),))
+    return GenerationRequest(model="m", **kw)
+
+
+# -- to_llama_body ---------------------------------------------------------------
+
+def test_minimal_body_always_streams_with_usage_and_cache() -> None:
+    body = to_llama_body(req())
+    assert body == {
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "cache_prompt": True,
+    }
+
+
+def test_messages_developer_becomes_system_and_history_is_kept() -> None:
+    body = to_llama_body(req(messages=(
+        Message("developer", "be brief"),
+        Message("user", "weather?"),
+        Message("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", '{"city":"Paris"}'),),
+                reasoning="need the tool"),
+        Message("tool", "sunny", tool_call_id="call_1"),
+    )))
+    assert body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "",
+         "tool_calls": [{"id": "call_1", "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}],
+         "reasoning_content": "need the tool"},
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
+    ]
+
+
+def test_sampling_fields() -> None:
+    body = to_llama_body(req(sampling=SamplingParams(temperature=0.0, top_p=0.5, seed=3, stop=("a", "b"),
+                                                     max_tokens=8, logprobs=True, top_logprobs=2)))
+    assert body["temperature"] == 0.0  # zero is sent, not dropped
+    assert body["top_p"] == 0.5
+    assert body["seed"] == 3
+    assert body["stop"] == ["a", "b"]
+    assert body["max_tokens"] == 8
+    assert body["logprobs"] is True and body["top_logprobs"] == 2
+
+
+def test_no_logprobs_by_default() -> None:
+    body = to_llama_body(req(sampling=SamplingParams(max_tokens=None)))
+    assert "logprobs" not in body and "max_tokens" not in body and "stop" not in body
+
+
+def test_tools_auto() -> None:
+    body = to_llama_body(req(tools=(WEATHER, TIME), parallel_tool_calls=False))
+    assert body["tools"] == [
+        {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                          "parameters": WEATHER.parameters}},
+        {"type": "function", "function": {"name": "get_time", "description": "",
+                                          "parameters": {"type": "object", "properties": {}}}},
+    ]
+    assert body["tool_choice"] == "auto"
+    assert body["parallel_tool_calls"] is False
+
+
+def test_named_tool_choice_keeps_only_that_tool_and_requires_it() -> None:
+    body = to_llama_body(req(tools=(WEATHER, TIME), tool_choice=NamedTool("get_time")))
+    assert [t["function"]["name"] for t in body["tools"]] == ["get_time"]
+    assert body["tool_choice"] == "required"
+
+
+def test_required_and_none() -> None:
+    assert to_llama_body(req(tools=(WEATHER,), tool_choice="required"))["tool_choice"] == "required"
+    body = to_llama_body(req(tools=(WEATHER,), tool_choice="none"))
+    assert "tools" not in body and "tool_choice" not in body
+
+
+# -- ChunkTranslator on recorded llama.cpp chunks -----------------------------------
+
+def chunk(delta: dict, finish=None, logprobs=None) -> dict:  # type: ignore[no-untyped-def]
+    return {"choices": [{"finish_reason": finish, "index": 0, "delta": delta, "logprobs": logprobs}],
+            "created": 1700000000, "id": "chatcmpl-x", "model": "m", "object": "chat.completion.chunk"}
+
+
+USAGE_CHUNK = {"choices": [], "created": 1700000000, "id": "chatcmpl-x", "model": "m",
+               "object": "chat.completion.chunk",
+               "usage": {"completion_tokens": 8, "prompt_tokens": 31, "total_tokens": 39,
+                         "prompt_tokens_details": {"cached_tokens": 24}},
+               "timings": {"prompt_n": 7, "predicted_n": 8}}
+
+
+def lp_entry(token: str, logprob: float) -> dict:  # type: ignore[type-arg]
+    b = list(token.encode())
+    return {"id": 9906, "token": token, "bytes": b, "logprob": logprob,
+            "top_logprobs": [{"id": 9906, "token": token, "bytes": b, "logprob": logprob},
+                             {"id": 13347, "token": "Hi", "bytes": [72, 105], "logprob": -2.25}]}
+
+
+def run(*chunks: dict) -> tuple[list, Finish]:  # type: ignore[type-arg]
+    t = ChunkTranslator()
+    events = [ev for c in chunks for ev in t.feed(c)]
+    return events, t.finish()
+
+
+def test_content_with_logprobs_then_length_and_usage() -> None:
+    events, finish = run(
+        chunk({"role": "assistant", "content": None}),
+        chunk({"content": "Hello"}, logprobs={"content": [lp_entry("Hello", -0.5)]}),
+        chunk({"content": " world"}, logprobs={"content": [lp_entry(" world", -0.25)]}),
+        chunk({}, finish="length"),
+        USAGE_CHUNK,
+    )
+    assert events == [
+        TextDelta("Hello", (TokenLogprob("Hello", -0.5, tuple(b"Hello"),
+                                         (("Hello", -0.5, tuple(b"Hello")), ("Hi", -2.25, (72, 105)))),)),
+        TextDelta(" world", (TokenLogprob(" world", -0.25, tuple(b" world"),
+                                          ((" world", -0.25, tuple(b" world")), ("Hi", -2.25, (72, 105)))),)),
+    ]
+    assert finish == Finish("length", Usage(input_tokens=31, output_tokens=8, cached_tokens=24))
+
+
+def test_role_only_and_empty_chunks_make_no_events() -> None:
+    t = ChunkTranslator()
+    assert t.feed(chunk({"role": "assistant", "content": None})) == []
+    assert t.feed(chunk({"content": ""})) == []
+    assert t.feed({"choices": []}) == []
+
+
+def test_no_finish_chunk_means_stop() -> None:
+    _, finish = run(chunk({"content": "x"}))
+    assert finish.reason == "stop"
+    assert finish.usage == Usage()
+
+
+def test_reasoning_then_content_counts_reasoning_tokens() -> None:
+    events, finish = run(
+        chunk({"reasoning_content": "Let me"}),
+        chunk({"reasoning_content": " think"}),
+        chunk({"content": "42"}),
+        chunk({}, finish="stop"),
+        USAGE_CHUNK,
+    )
+    assert events == [ReasoningDelta("Let me"), ReasoningDelta(" think"), TextDelta("42")]
+    assert finish.reason == "stop"
+    assert finish.usage.reasoning_tokens == 2
+
+
+def test_reasoning_tokens_never_exceed_output_tokens() -> None:
+    usage = {**USAGE_CHUNK, "usage": {"completion_tokens": 1, "prompt_tokens": 3, "total_tokens": 4}}
+    _, finish = run(chunk({"reasoning_content": "a"}), chunk({"reasoning_content": "b"}), usage)
+    assert finish.usage.reasoning_tokens == 1
+
+
+def test_tool_call_deltas_and_finish_becomes_tool_calls() -> None:
+    events, finish = run(
+        chunk({"tool_calls": [{"index": 0, "id": "call_abc", "type": "function",
+                               "function": {"name": "get_weather", "arguments": ""}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
+        chunk({"tool_calls": [{"index": 1, "id": "call_def", "type": "function",
+                               "function": {"name": "get_time", "arguments": "{}"}}]}),
+        chunk({}, finish="stop"),
+        USAGE_CHUNK,
+    )
+    assert events == [
+        ToolCallDelta(0, id="call_abc", name="get_weather", arguments=""),
+        ToolCallDelta(0, arguments='{"city":'),
+        ToolCallDelta(0, arguments='"Paris"}'),
+        ToolCallDelta(1, id="call_def", name="get_time", arguments="{}"),
+    ]
+    assert finish.reason == "tool_calls"
+
+
+def test_tool_calls_keep_length_finish() -> None:
+    _, finish = run(chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{"}}]}),
+                    chunk({}, finish="length"))
+    assert finish.reason == "length"
+
+
+def test_engine_tool_calls_finish_is_kept() -> None:
+    _, finish = run(chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f"}}]}),
+                    chunk({}, finish="tool_calls"))
+    assert finish.reason == "tool_calls"
+
+
+def test_usage_without_details() -> None:
+    _, finish = run({"choices": [], "usage": {"completion_tokens": 2, "prompt_tokens": 5, "total_tokens": 7}})
+    assert finish.usage == Usage(input_tokens=5, output_tokens=2)
+
+
+def test_usage_on_the_finish_chunk() -> None:
+    final = chunk({}, finish="stop")
+    final["usage"] = {"completion_tokens": 2, "prompt_tokens": 5, "total_tokens": 7,
+                      "prompt_tokens_details": {"cached_tokens": None}}
+    _, finish = run(chunk({"content": "a"}), final)
+    assert finish == Finish("stop", Usage(5, 2))
