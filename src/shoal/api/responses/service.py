@@ -33,6 +33,7 @@ class Turn:
     history: list[dict[str, Any]]
     input_items: list[dict[str, Any]]
     builder: ResponseBuilder
+    error: ShoalError | None = None
 
 
 @dataclass
@@ -125,17 +126,20 @@ class ResponsesService:
                 for event in turn.builder.feed(ev):
                     yield event
         except ShoalError as exc:
+            turn.error = exc
             for event in turn.builder.fail(exc):
                 yield event
         finally:
             await generation.aclose()
 
     async def run_foreground(self, turn: Turn) -> dict[str, Any]:
-        """Generate to the end and return the response object."""
+        """Generate to the end and return the response object; a failure is stored, then raised."""
         generation = await self.start(turn)
         async for _ in self.events(turn, generation):
             pass
         await self.save(turn)
+        if turn.error is not None:
+            raise turn.error
         return turn.builder.response
 
     async def stream_foreground(self, turn: Turn, generation: Generation) -> AsyncIterator[dict[str, Any]]:

@@ -1,0 +1,123 @@
+"""The stateful Responses path over HTTP with a scripted backend: failures are stored as failed, keep-alives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from shoal.backends.base import BackendFailure
+from shoal.core.types import TextDelta
+from tests.scripted import ScriptedBackend, make_app, text_script
+
+MODEL = "test-model"
+
+
+class Delay(asyncio.Event):
+    """A script item that holds the generation for a while (prompt processing, say)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def wait(self) -> bool:  # type: ignore[override]
+        await asyncio.sleep(self.seconds)
+        return True
+
+
+def sse_lines(text: str) -> list[str]:
+    return [line for line in text.split("\n") if line]
+
+
+def events_of(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in sse_lines(text) if line.startswith("data: ")]
+
+
+def test_stream_failure_is_response_failed_and_stored_failed() -> None:
+    backend = ScriptedBackend([TextDelta("Hel"), BackendFailure("engine crashed")])
+    with make_app(backend) as client:
+        resp = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "stream": True})
+        events = events_of(resp.text)
+        assert events[-1]["type"] == "response.failed"
+        response_id = events[0]["response"]["id"]
+        stored = client.get(f"/v1/responses/{response_id}").json()
+        assert stored["status"] == "failed"
+        assert stored["error"]["message"] == "engine crashed"
+        assert stored["output"][0]["content"][0]["text"] == "Hel"
+
+
+def test_non_stream_failure_is_an_http_error_and_stored_failed() -> None:
+    backend = ScriptedBackend([TextDelta("partial"), BackendFailure("upstream went away")])
+    with make_app(backend) as client:
+        resp = client.post("/v1/responses", json={"model": MODEL, "input": "hi"})
+        assert resp.status_code == 502
+        assert resp.json()["error"]["message"] == "upstream went away"
+        # The failed response is still on record (the id is not in the error body, so list via a new chain).
+        ok = client.post("/v1/responses", json={"model": MODEL, "input": "again"})
+        assert ok.status_code == 200 and ok.json()["status"] == "completed"
+
+
+def test_keepalive_comments_while_the_prompt_is_processed() -> None:
+    backend = ScriptedBackend([Delay(0.4), *text_script("done")])
+    with make_app(backend, keepalive_seconds=0.05, prime_timeout=0.01) as client:
+        resp = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "stream": True})
+        lines = sse_lines(resp.text)
+        created = lines.index("event: response.created")
+        first_delta = lines.index("event: response.output_text.delta")
+        keepalives = [i for i, line in enumerate(lines) if line.startswith(": keep-alive")]
+        assert len(keepalives) >= 2
+        # They go out after the response was created and while no token has come yet ...
+        assert all(created < i < first_delta for i in keepalives)
+        # ... between events, never inside one.
+        assert all(lines[i + 1].startswith(("event: ", ": keep-alive")) for i in keepalives)
+        assert events_of(resp.text)[-1]["type"] == "response.completed"
+
+
+def test_background_failure_is_stored_failed() -> None:
+    backend = ScriptedBackend([BackendFailure("no capacity upstream")])
+    with make_app(backend) as client:
+        created = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "background": True}).json()
+        assert created["status"] == "queued"
+        deadline = time.monotonic() + 10
+        while True:
+            body = client.get(f"/v1/responses/{created['id']}").json()
+            if body["status"] not in ("queued", "in_progress"):
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert body["status"] == "failed"
+        assert "no capacity" in body["error"]["message"]
+
+
+def test_background_requires_store() -> None:
+    with make_app(ScriptedBackend()) as client:
+        resp = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "background": True,
+                                                  "store": False})
+        assert resp.status_code == 400
+        assert resp.json()["error"]["param"] == "background"
+
+
+def test_cancel_of_a_foreground_response_is_400() -> None:
+    with make_app(ScriptedBackend()) as client:
+        created = client.post("/v1/responses", json={"model": MODEL, "input": "hi"}).json()
+        resp = client.post(f"/v1/responses/{created['id']}/cancel")
+        assert resp.status_code == 400
+        assert client.post("/v1/responses/resp_nope/cancel").status_code == 404
+
+
+def test_encrypted_reasoning_round_trips() -> None:
+    from shoal.core.types import Finish, ReasoningDelta, Usage
+
+    backend = ScriptedBackend([ReasoningDelta("think hard"), TextDelta("42"), Finish("stop", Usage(3, 2))])
+    with make_app(backend) as client:
+        body = client.post("/v1/responses", json={"model": MODEL, "input": "q",
+                                                  "include": ["reasoning.encrypted_content"]}).json()
+        reasoning = body["output"][0]
+        assert reasoning["type"] == "reasoning" and reasoning["encrypted_content"]
+        sent_back = {"type": "reasoning", "id": reasoning["id"], "summary": [],
+                     "encrypted_content": reasoning["encrypted_content"]}
+        client.post("/v1/responses", json={"model": MODEL, "input": [{"role": "user", "content": "q"}, sent_back,
+                                                                     body["output"][1]]})
+        assistant = [m for m in backend.requests[-1].messages if m.role == "assistant"]
+        assert assistant and assistant[0].reasoning == "think hard"
