@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shoal.api import chat, models, responses
+from shoal.api import admin, chat, models, responses
 from shoal.api.responses.service import ResponsesService
+from shoal.auth.headers import ContextHeaders
 from shoal.auth.keys import StaticKeys
+from shoal.auth.tenancy import Tenancy, build_tenancy
 from shoal.backends.base import Backend
 from shoal.config import Settings
 from shoal.core.admission import Admission
@@ -24,6 +27,7 @@ from shoal.core.pipeline import Deployment, Pipeline
 from shoal.errors import PayloadTooLargeError, error_response, install_error_handlers
 from shoal.storage.db import Database, default_url
 from shoal.storage.responses import ResponseStore
+from shoal.tools.web_search import provider_from_url
 
 log = logging.getLogger("shoal")
 
@@ -39,6 +43,7 @@ class Services:
     keys: StaticKeys
     db: Database
     responses: ResponsesService
+    tenancy: Tenancy
 
 
 def node_id(data_dir: Path) -> str:
@@ -76,7 +81,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise too_large
+                    # FastAPI turns anything but an HTTPException raised while reading into a 400.
+                    raise StarletteHTTPException(413, too_large.message)
             return message
 
         await self.app(scope, limited, send)
@@ -103,19 +109,28 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url or default_url(settings.data_dir))
+        static = StaticKeys(settings.api_keys)
+        tenancy: Tenancy | None = None
         try:
             await db.prepare()
+            tenancy = await build_tenancy(settings, db, static)
             store = ResponseStore(db, instance=node_id(settings.data_dir))
             orphans = await store.fail_orphans()
             if orphans:
                 log.warning("marked %d background response(s) failed: the server stopped while they ran", orphans)
             backends = await asyncio.to_thread(backend_factory, settings)
         except BaseException:
+            if tenancy is not None:
+                await tenancy.aclose()
             await db.aclose()
             raise
-        pipeline = Pipeline(await build_deployments(settings, backends), prime_timeout=settings.prime_timeout)
-        services = Services(settings=settings, pipeline=pipeline, keys=StaticKeys(settings.api_keys), db=db,
-                            responses=ResponsesService(pipeline, store))
+        assert tenancy is not None
+        search = provider_from_url(settings.web_search_url)
+        deployments = await build_deployments(settings, backends)
+        tenancy.serve(deployments)
+        pipeline = Pipeline(deployments, prime_timeout=settings.prime_timeout, hooks=tenancy.meter)
+        services = Services(settings=settings, pipeline=pipeline, keys=static, db=db,
+                            responses=ResponsesService(pipeline, store, search=search), tenancy=tenancy)
         app.state.services = services
         if on_ready is not None:
             on_ready(services)
@@ -123,7 +138,10 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
             yield
         finally:
             await services.responses.aclose()
+            if search is not None:
+                await search.aclose()
             await pipeline.aclose()
+            await tenancy.aclose()
             await db.aclose()
 
     app = FastAPI(title="Shoal", version="0.1.0", lifespan=lifespan)
@@ -131,6 +149,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     app.include_router(models.router)
     app.include_router(chat.router)
     app.include_router(responses.router)
+    app.include_router(admin.router)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -138,5 +157,6 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         svc: Services = app.state.services
         return {"status": "ok", "models": [c.id for c in svc.pipeline.cards()]}
 
+    app.add_middleware(ContextHeaders)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from shoal import cli_admin
 from shoal.config import DEFAULT_MODEL, ConfigError, Settings, build_settings
 
 log = logging.getLogger("shoal")
@@ -35,6 +36,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--max-body-bytes", type=int, help="largest accepted request body (default 16 MiB)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     p.add_argument("--access-log", action="store_true", default=None, help="log every HTTP request")
+    p.add_argument("--admin-token", help="enable the admin API (/admin/keys, /admin/usage) with this token "
+                                         "(prefer SHOAL_ADMIN_TOKEN: flags show in ps)")
+    p.add_argument("--redis-url", help="Redis for rate limits and budgets shared by replicas "
+                                       "(default: in-process; or SHOAL_REDIS_URL)")
+    p.add_argument("--web-search-url", help="SearxNG-compatible JSON search endpoint for the built-in web_search "
+                                            "tool (or SHOAL_WEB_SEARCH_URL; default: tool off)")
 
 
 def banner(settings: Settings, model_ids: list[str]) -> list[str]:
@@ -43,7 +50,8 @@ def banner(settings: Settings, model_ids: list[str]) -> list[str]:
     first = model_ids[0] if model_ids else "MODEL"
     lines = [
         f"Shoal ready: serving {', '.join(model_ids)} at {settings.base_url}",
-        "auth: " + (f"on ({len(settings.api_keys)} key(s))" if settings.auth_enabled
+        "auth: " + (f"on ({len(settings.api_keys)} static key(s)"
+                    + (", managed keys, admin API" if settings.admin_token else "") + ")" if settings.auth_enabled
                     else "OFF (no API keys set; listening on loopback only)"),
         f"try: curl -s {settings.base_url}/chat/completions -H 'Content-Type: application/json'"
         + (f" -H \"Authorization: Bearer {key}\"" if settings.auth_enabled else "")
@@ -69,17 +77,26 @@ def serve(args: argparse.Namespace) -> int:
             keepalive_seconds=args.keepalive_seconds, parallel=args.parallel,
             ctx_per_slot=args.ctx_per_slot, threads=args.threads, max_queue=args.max_queue,
             max_body_bytes=args.max_body_bytes, log_level=args.log_level, access_log=args.access_log,
+            admin_token=args.admin_token, redis_url=args.redis_url, web_search_url=args.web_search_url,
         )
     except ConfigError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # aiosqlite's debug log prints every SQL parameter (key hashes, stored bodies): never let it through.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     def on_ready(services: Services) -> None:
         for line in banner(settings, [c.id for c in services.pipeline.cards()]):
             log.info("%s", line)
 
+    from shoal.storage.db import default_url
+
+    problem = cli_admin.preflight(settings.database_url or default_url(settings.data_dir), settings.redis_url)
+    if problem:
+        print(f"shoal: {problem}", file=sys.stderr)
+        return 1
     app = create_app(settings, on_ready=on_ready)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=settings.access_log, timeout_graceful_shutdown=5)
@@ -136,11 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _db_parser(sub)
+    cli_admin.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "db":
         return db(args)
+    if args.command in ("keys", "usage"):
+        return cli_admin.run(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -30,7 +30,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     models: tuple[str, ...] = (DEFAULT_MODEL,)
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     data_dir: Path = field(default_factory=default_data_dir)
     model_cache: Path | None = None
     database_url: str | None = None
@@ -43,11 +43,24 @@ class Settings:
     prime_timeout: float = 10.0
     log_level: str = "info"
     access_log: bool = False
+    admin_token: str | None = field(default=None, repr=False)
+    """Token of the admin API (/admin/...); unset = admin API off. Also SHOAL_ADMIN_TOKEN."""
+    redis_url: str | None = None
+    """Redis for rate limits and budgets shared by replicas; unset = in-process. Also SHOAL_REDIS_URL."""
+    redis_prefix: str = "shoal"
+    """Prefix of every Redis key (several deployments can share one Redis). Also SHOAL_REDIS_PREFIX."""
+    prices: dict[str, Any] = field(default_factory=dict)
+    """Model id -> {input, cached_input, output} in USD per 1M tokens (until the catalog has prices)."""
+    key_cache_seconds: float = 2.0
+    """How long a replica trusts a looked-up model access key (bounds how late a revocation lands)."""
+    web_search_url: str | None = None
+    """SearxNG-compatible JSON search endpoint for the built-in web_search tool; unset = tool refused (400).
+    Also SHOAL_WEB_SEARCH_URL."""
 
     @property
     def auth_enabled(self) -> bool:
         """Whether /v1 calls need a key."""
-        return bool(self.api_keys)
+        return bool(self.api_keys or self.admin_token)
 
     @property
     def base_url(self) -> str:
@@ -59,24 +72,53 @@ class Settings:
 
     def check(self) -> None:
         """Refuse unsafe or impossible combinations, with a message that says what to do."""
-        if not self.api_keys and self.host not in LOOPBACK_HOSTS:
+        if not self.auth_enabled and self.host not in LOOPBACK_HOSTS:
             raise ConfigError(
                 f"Refusing to listen on {self.host} with auth off: no API keys are set. "
-                "Pass --api-key KEY (or SHOAL_API_KEYS) or listen on 127.0.0.1."
+                "Pass --api-key KEY (or SHOAL_API_KEYS), set --admin-token (or SHOAL_ADMIN_TOKEN) to use "
+                "managed keys, or listen on 127.0.0.1."
             )
+        if self.admin_token is not None and (not isinstance(self.admin_token, str) or not self.admin_token.strip()
+                                             or self.admin_token in self.api_keys):
+            raise ConfigError("admin_token must be a non-empty string and must not also be an API key.")
+        if self.key_cache_seconds < 0:
+            raise ConfigError("key_cache_seconds must be >= 0.")
+        from shoal.usage.pricing import parse_prices
+
+        try:
+            parse_prices(self.prices)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if self.parallel < 1 or self.ctx_per_slot < 256 or self.max_queue < 0:
             raise ConfigError("parallel must be >= 1, ctx-per-slot >= 256 and max-queue >= 0.")
         if not self.models:
             raise ConfigError("No model to serve: pass --model PATH_OR_NAME.")
+        if self.web_search_url and not self.web_search_url.startswith(("http://", "https://")):
+            raise ConfigError(f"web_search_url must be an http:// or https:// URL, got {self.web_search_url!r}.")
 
 
 def _coerce(name: str, value: Any) -> Any:
     if name in ("models", "api_keys"):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",")]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"setting '{name}' must be a list of strings (or one comma-separated string)")
         return tuple(v for v in value if v)
     if name in ("data_dir", "model_cache"):
+        if value is not None and not isinstance(value, (str, Path)):
+            raise ConfigError(f"setting '{name}' must be a path")
         return Path(value).expanduser() if value is not None else None
+    default = next((f.default for f in fields(Settings) if f.name == name), None)
+    if value is None or default is None or not isinstance(default, (bool, int, float, str)):
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        if not (isinstance(default, bool) and isinstance(value, bool)):
+            raise ConfigError(f"setting '{name}' must be {type(default).__name__}, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, type(default)):
+        raise ConfigError(f"setting '{name}' must be {type(default).__name__}, got {value!r}")
     return value
 
 
@@ -111,9 +153,11 @@ def build_settings(config_file: Path | None = None, **overrides: Any) -> Setting
     env_keys = os.environ.get("SHOAL_API_KEYS")
     if env_keys:
         values["api_keys"] = env_keys
-    env_db = os.environ.get("SHOAL_DATABASE_URL")
-    if env_db:
-        values["database_url"] = env_db
+    for env_name, setting in (("SHOAL_DATABASE_URL", "database_url"), ("SHOAL_ADMIN_TOKEN", "admin_token"),
+                              ("SHOAL_REDIS_URL", "redis_url"), ("SHOAL_REDIS_PREFIX", "redis_prefix"),
+                              ("SHOAL_WEB_SEARCH_URL", "web_search_url")):
+        if os.environ.get(env_name):
+            values[setting] = os.environ[env_name]
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(Settings(), **{k: _coerce(k, v) for k, v in values.items()})
     settings.check()

@@ -104,12 +104,27 @@ class RateLimitError(ShoalError):
     default_code = "rate_limit_exceeded"
 
 
+class QuotaExceededError(RateLimitError):
+    """429: the key has spent its budget for the period (OpenAI's ``insufficient_quota``)."""
+
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
 class OverloadedError(ShoalError):
     """503: every slot is busy and the wait queue is full."""
 
     status_code = 503
     error_type = "server_error"
     default_code = "overloaded"
+
+
+class LimitsUnavailableError(ShoalError):
+    """503: the shared rate-limit / budget store (Redis) cannot be reached, so limits cannot be enforced."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "limits_unavailable"
 
 
 class BackendError(ShoalError):

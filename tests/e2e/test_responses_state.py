@@ -160,8 +160,11 @@ def test_background_poll_and_cancel(client: openai.OpenAI) -> None:
     cancelled = client.responses.cancel(slow.id)
     assert cancelled.status == "cancelled"
     assert client.responses.retrieve(slow.id).status == "cancelled"
+    foreground = client.responses.create(model=MODEL_ID, input="hi", max_output_tokens=2)
     with pytest.raises(openai.BadRequestError):
-        client.responses.cancel(done.id if not done.background else "x" * 3)
+        client.responses.cancel(foreground.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel("resp_unknown")
 
 
 def test_background_stream_resumes_after_sequence_number(client: openai.OpenAI) -> None:

@@ -22,12 +22,13 @@ def services(request: Request) -> "Services":
 
 
 async def authenticated(request: Request) -> None:
-    """Reject the request with 401 unless it carries a valid key (when keys are set).
+    """Reject the request with 401 unless it carries a valid key (when keys are set), 429 past its rpm.
 
-    The caller is kept on ``request.state.context`` for the rest of the path.
+    The caller (static or managed key, its model scope and limits) is kept on
+    ``request.state.context`` for the rest of the path.
     """
-    owner_id = services(request).keys.check(request.headers.get("authorization"))
-    request.state.context = RequestContext(owner=owner_id, key_id=owner_id, endpoint=request.url.path)
+    access = services(request).tenancy.access
+    request.state.context = await access.authenticate(request.headers.get("authorization"), request.url.path)
 
 
 def context(request: Request) -> RequestContext:

@@ -4,14 +4,55 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Iterable
 
 from shoal.errors import AuthenticationError
+
+KEY_PREFIX = "sk-shoal-"
+"""Every managed key starts with this, so secret scanners and people recognize it."""
+SHOWN_CHARS = 4
+"""How many characters after the prefix listings show."""
 
 
 def hash_key(key: str) -> str:
     """The stored form of a key."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    """A fresh managed key: the prefix and 43 URL-safe random characters (256 bits)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_key_id() -> str:
+    """A fresh key id (public: shown in listings, usage and logs)."""
+    return "key_" + secrets.token_hex(8)
+
+
+def display_prefix(secret: str) -> str:
+    """The start of a key that listings show, enough to tell keys apart and nothing more."""
+    return secret[:len(KEY_PREFIX) + SHOWN_CHARS]
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of ``Bearer <token>``; 401 if it is missing or malformed."""
+    if not authorization:
+        raise AuthenticationError(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("Malformed Authorization header: expected 'Bearer <key>'.")
+    return token
+
+
+def same_hash(candidate: str, stored: Iterable[str]) -> bool:
+    """Whether ``candidate`` equals one of ``stored``, comparing against every one in constant time."""
+    matched = False
+    for value in stored:
+        matched |= hmac.compare_digest(candidate, value)
+    return matched
 
 
 class StaticKeys:
@@ -29,6 +70,12 @@ class StaticKeys:
         """Whether requests must carry a key."""
         return bool(self._hashes)
 
+    def match(self, token: str) -> str | None:
+        """The owner id of ``token`` if it is a configured key, else None."""
+        candidate = hash_key(token)
+        # Compare against every key so timing does not tell which (or whether one) matched early.
+        return "static:" + candidate[:24] if same_hash(candidate, self._hashes) else None
+
     def check(self, authorization: str | None) -> str | None:
         """Raise 401 unless ``authorization`` is ``Bearer <a configured key>``.
 
@@ -37,18 +84,7 @@ class StaticKeys:
         """
         if not self.enabled:
             return None
-        if not authorization:
-            raise AuthenticationError(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise AuthenticationError("Malformed Authorization header: expected 'Bearer <key>'.")
-        candidate = hash_key(token)
-        # Compare against every key so timing does not tell which (or whether one) matched early.
-        matched = False
-        for stored in self._hashes:
-            matched |= hmac.compare_digest(candidate, stored)
-        if not matched:
+        owner = self.match(bearer_token(authorization))
+        if owner is None:
             raise AuthenticationError("Incorrect API key provided.")
-        return "static:" + candidate[:24]
+        return owner

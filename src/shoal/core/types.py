@@ -69,6 +69,22 @@ ToolChoice = Union[Literal["none", "auto", "required"], NamedTool]
 
 
 @dataclass(frozen=True)
+class ResponseFormat:
+    """What shape the visible answer must take.
+
+    ``text`` is free text; ``json_object`` any JSON object; ``json_schema`` JSON
+    that validates against ``schema`` (enforced by constrained decoding where the
+    backend can).
+    """
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool = False
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """Everything a backend needs to generate one completion."""
 
@@ -79,6 +95,9 @@ class GenerationRequest:
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
     user: str | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None
+    """``none`` / ``minimal`` / ``low`` / ``medium`` / ``high`` / ``xhigh``, passed on where the model supports it."""
 
 
 @dataclass(frozen=True)
@@ -140,4 +159,37 @@ class Finish:
     usage: Usage
 
 
-GenerationEvent = Union[TextDelta, ReasoningDelta, ToolCallDelta, Finish]
+@dataclass(frozen=True)
+class SearchSource:
+    """One web page a built-in search returned."""
+
+    url: str
+    title: str = ""
+    snippet: str = ""
+
+
+@dataclass(frozen=True)
+class ServerToolCall:
+    """Progress of a built-in tool the server runs itself (web search), between model rounds.
+
+    The same ``id`` goes ``in_progress`` → ``searching`` → ``completed`` (or ``failed``).
+    """
+
+    id: str
+    kind: Literal["web_search"]
+    status: Literal["in_progress", "searching", "completed", "failed"]
+    query: str = ""
+    sources: tuple[SearchSource, ...] = ()
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A span of the current answer (character offsets into its text) that cites a web page."""
+
+    url: str
+    title: str
+    start_index: int
+    end_index: int
+
+
+GenerationEvent = Union[TextDelta, ReasoningDelta, ToolCallDelta, ServerToolCall, Citation, Finish]

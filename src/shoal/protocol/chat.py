@@ -96,6 +96,33 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+
+
+class JsonSchemaSpec(BaseModel):
+    """``json_schema`` of a ``json_schema`` response format."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    name: ToolName
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ChatResponseFormat(BaseModel):
+    """``response_format``: ``text``, ``json_object`` (JSON mode) or ``json_schema`` (structured outputs)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "ChatResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format of type 'json_schema' needs a 'json_schema' object")
+        return self
+
+
 class ChatCompletionRequest(StopMixin, WireModel):
     """The body of a chat completion request."""
 
@@ -116,6 +143,8 @@ class ChatCompletionRequest(StopMixin, WireModel):
     tools: list[ChatTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    response_format: ChatResponseFormat | None = None
+    reasoning_effort: ReasoningEffort | None = None
 
     @field_validator("metadata")
     @classmethod

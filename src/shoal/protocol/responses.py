@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from .chat import ChatTool, NamedToolChoice, ToolCallParam, ToolName
+from .chat import ChatTool, NamedToolChoice, ReasoningEffort, ToolCallParam, ToolName
 from .common import StopMixin, StreamOptions, Temperature, TopLogprobs, TopP, WireModel, check_metadata
 
 
@@ -92,6 +92,16 @@ class ReasoningItem(BaseModel):
         return "".join(p.text for p in parts)
 
 
+class WebSearchCallItem(BaseModel):
+    """A ``web_search_call`` item sent back from an earlier output (kept for the record, not replayed)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["web_search_call"]
+    id: str | None = None
+    status: str | None = None
+    action: dict[str, Any] | None = None
+
+
 def _item_kind(value: Any) -> str:
     if isinstance(value, dict):
         return str(value.get("type") or "message")
@@ -104,6 +114,7 @@ InputItem = Annotated[
         Annotated[FunctionCallItem, Tag("function_call")],
         Annotated[FunctionCallOutputItem, Tag("function_call_output")],
         Annotated[ReasoningItem, Tag("reasoning")],
+        Annotated[WebSearchCallItem, Tag("web_search_call")],
     ],
     Discriminator(_item_kind),
 ]
@@ -120,13 +131,29 @@ class FunctionTool(BaseModel):
     strict: bool | None = None
 
 
+WEB_SEARCH_TYPES = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
+
+
+class WebSearchTool(BaseModel):
+    """The built-in web search tool (``web_search`` / ``web_search_2025_08_26``; the preview names too)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
+    search_context_size: Literal["low", "medium", "high"] | None = None
+    filters: dict[str, Any] | None = None
+    user_location: dict[str, Any] | None = None
+
+
 def _tool_kind(value: Any) -> str:
     data = value if isinstance(value, dict) else getattr(value, "__dict__", {})
+    if str(data.get("type", "")).startswith("web_search"):
+        return "web_search"
     return "chat" if "function" in data else "flat"
 
 
 ResponsesTool = Annotated[
-    Union[Annotated[FunctionTool, Tag("flat")], Annotated[ChatTool, Tag("chat")]],
+    Union[Annotated[FunctionTool, Tag("flat")], Annotated[ChatTool, Tag("chat")],
+          Annotated[WebSearchTool, Tag("web_search")]],
     Discriminator(_tool_kind),
 ]
 
@@ -138,12 +165,44 @@ class FunctionToolChoice(BaseModel):
     name: str
 
 
+class HostedToolChoice(BaseModel):
+    """``{"type": "web_search"}``: a built-in tool as the choice (the model still decides to search)."""
+
+    type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
+
+
 class ReasoningParam(BaseModel):
     """``reasoning``: effort and summary preferences."""
 
     model_config = ConfigDict(extra="allow")
-    effort: str | None = None
+    effort: ReasoningEffort | None = None
     summary: str | None = None
+
+
+class TextFormatParam(BaseModel):
+    """``text.format``: ``{"type": "text"}``, ``{"type": "json_object"}`` or
+    ``{"type": "json_schema", "name", "schema", "strict", "description"}`` (structured outputs)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    type: Literal["text", "json_object", "json_schema"]
+    name: ToolName | None = None
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "TextFormatParam":
+        if self.type == "json_schema" and (self.name is None or self.json_schema is None):
+            raise ValueError("a 'json_schema' format needs a 'name' and a 'schema'")
+        return self
+
+
+class TextParam(BaseModel):
+    """``text``: the output format (and verbosity, accepted)."""
+
+    model_config = ConfigDict(extra="allow")
+    format: TextFormatParam | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
 
 
 class ResponsesRequest(StopMixin, WireModel):
@@ -164,9 +223,11 @@ class ResponsesRequest(StopMixin, WireModel):
     previous_response_id: str | None = None
     background: bool = False
     tools: list[ResponsesTool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | FunctionToolChoice | NamedToolChoice | None = None
+    tool_choice: (Literal["none", "auto", "required"] | FunctionToolChoice | NamedToolChoice | HostedToolChoice
+                  | None) = None
     parallel_tool_calls: bool | None = None
     reasoning: ReasoningParam | None = None
+    text: TextParam | None = None
     include: list[str] | None = None
     top_logprobs: TopLogprobs | None = None
     truncation: Literal["auto", "disabled"] | None = None

@@ -87,16 +87,32 @@ def test_tools_auto() -> None:
     assert body["parallel_tool_calls"] is False
 
 
-def test_named_tool_choice_keeps_only_that_tool_and_requires_it() -> None:
+def test_named_tool_choice_is_a_schema_over_that_tool_alone() -> None:
     body = to_llama_body(req(tools=(WEATHER, TIME), tool_choice=NamedTool("get_time")))
     assert [t["function"]["name"] for t in body["tools"]] == ["get_time"]
-    assert body["tool_choice"] == "required"
+    assert body["tool_choice"] == "none"  # llama.cpp refuses a schema beside tools it would parse itself
+    assert body["json_schema"] == {
+        "type": "object",
+        "properties": {"name": {"type": "string", "const": "get_time"},
+                       "arguments": {"type": "object", "properties": {}}},
+        "required": ["name", "arguments"], "additionalProperties": False,
+    }
 
 
-def test_required_and_none() -> None:
-    assert to_llama_body(req(tools=(WEATHER,), tool_choice="required"))["tool_choice"] == "required"
+def test_required_is_a_schema_over_every_tool() -> None:
+    body = to_llama_body(req(tools=(WEATHER, TIME), tool_choice="required"))
+    assert body["tool_choice"] == "none" and len(body["tools"]) == 2
+    schema = body["json_schema"]
+    assert schema["type"] == "array" and schema["minItems"] == 1
+    assert [v["properties"]["name"]["const"] for v in schema["items"]["anyOf"]] == ["get_weather", "get_time"]
+    assert schema["items"]["anyOf"][0]["properties"]["arguments"] == WEATHER.parameters
+    single = to_llama_body(req(tools=(WEATHER,), tool_choice="required", parallel_tool_calls=False))["json_schema"]
+    assert single["type"] == "object" and single["properties"]["name"]["const"] == "get_weather"
+
+
+def test_none_sends_no_tools() -> None:
     body = to_llama_body(req(tools=(WEATHER,), tool_choice="none"))
-    assert "tools" not in body and "tool_choice" not in body
+    assert "tools" not in body and "tool_choice" not in body and "json_schema" not in body
 
 
 # -- ChunkTranslator on recorded llama.cpp chunks -----------------------------------
@@ -120,10 +136,11 @@ def lp_entry(token: str, logprob: float) -> dict:  # type: ignore[type-arg]
                              {"id": 13347, "token": "Hi", "bytes": [72, 105], "logprob": -2.25}]}
 
 
-def run(*chunks: dict) -> tuple[list, Finish]:  # type: ignore[type-arg]
-    t = ChunkTranslator()
+def run(*chunks: dict, request: GenerationRequest | None = None) -> tuple[list, Finish]:  # type: ignore[type-arg]
+    t = ChunkTranslator(request)
     events = [ev for c in chunks for ev in t.feed(c)]
-    return events, t.finish()
+    *rest, finish = t.close()
+    return events + rest, finish
 
 
 def test_content_with_logprobs_then_length_and_usage() -> None:
@@ -218,3 +235,69 @@ def test_usage_on_the_finish_chunk() -> None:
                       "prompt_tokens_details": {"cached_tokens": None}}
     _, finish = run(chunk({"content": "a"}), final)
     assert finish == Finish("stop", Usage(5, 2))
+
+
+# -- content parsing: think tags, lenient and constrained calls -------------------------
+
+def content_chunks(*pieces: str, finish: str = "stop") -> list[dict]:  # type: ignore[type-arg]
+    return [chunk({"role": "assistant", "content": None}), *(chunk({"content": p}) for p in pieces),
+            chunk({}, finish=finish), USAGE_CHUNK]
+
+
+def test_think_tags_in_content_become_reasoning_and_count() -> None:
+    events, finish = run(*content_chunks("<think>", "\n", "Two", " and two", ".\n", "</think>", "\n\n", "4"))
+    assert events == [ReasoningDelta("Two"), ReasoningDelta(" and two"), ReasoningDelta("."), TextDelta("4")]
+    assert finish.reason == "stop" and finish.usage.reasoning_tokens == 6
+
+
+def test_plain_content_streams_at_once_with_its_logprobs() -> None:
+    t = ChunkTranslator(req(tools=(WEATHER,)))
+    lp = {"content": [lp_entry("Hello", -0.5)]}
+    assert t.feed(chunk({"content": "Hello"}, logprobs=lp)) == [
+        TextDelta("Hello", (TokenLogprob("Hello", -0.5, tuple(b"Hello"),
+                                         (("Hello", -0.5, tuple(b"Hello")), ("Hi", -2.25, (72, 105)))),))]
+
+
+def test_auto_fenced_json_call_becomes_a_tool_call() -> None:
+    pieces = ["```", "json", "\n{\n", '  "name": "get', '_weather",\n', '  "arguments": {"city": "Paris"}\n}', "\n```"]
+    events, finish = run(*content_chunks(*pieces), request=req(tools=(WEATHER, TIME)))
+    assert [type(e) for e in events] == [ToolCallDelta, ToolCallDelta]
+    assert (events[0].index, events[0].name) == (0, "get_weather") and events[0].id.startswith("call_")
+    assert events[1] == ToolCallDelta(0, arguments='{"city":"Paris"}')
+    assert finish.reason == "tool_calls"
+
+
+def test_auto_prose_is_text() -> None:
+    events, finish = run(*content_chunks("It is ", "sunny."), request=req(tools=(WEATHER,)))
+    assert events == [TextDelta("It is "), TextDelta("sunny.")] and finish.reason == "stop"
+
+
+def test_constrained_output_streams_as_tool_call_fragments() -> None:
+    pieces = ['[{"', 'name', '":', ' "get', '_weather', '",', ' "arguments":', ' {"', 'city', '":', ' "Paris', '"}}]']
+    events, finish = run(*content_chunks(*pieces), request=req(tools=(WEATHER, TIME), tool_choice="required"))
+    assert events[0].name == "get_weather" and events[0].index == 0
+    assert all(e.name is None for e in events[1:]) and len(events) > 3
+    assert "".join(e.arguments for e in events) == '{"city":"Paris"}'
+    assert finish.reason == "tool_calls"
+
+
+def test_native_and_parsed_calls_do_not_share_indices() -> None:
+    events, _ = run(chunk({"tool_calls": [{"index": 0, "id": "call_x", "function": {"name": "get_time"}}]}),
+                    chunk({"content": '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>'}),
+                    request=req(tools=(WEATHER, TIME)))
+    assert [e.index for e in events] == [0, 1, 1]
+
+
+def test_response_format_and_reasoning_effort_are_passed_on() -> None:
+    from shoal.core.types import ResponseFormat
+
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    body = to_llama_body(req(response_format=ResponseFormat("json_schema", "thing", schema, True)))
+    assert body["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "thing", "strict": True, "schema": schema}}
+    assert to_llama_body(req(response_format=ResponseFormat("json_object")))["response_format"] == {
+        "type": "json_object"}
+    assert "response_format" not in to_llama_body(req(response_format=ResponseFormat()))
+    assert to_llama_body(req(reasoning_effort="low"))["chat_template_kwargs"] == {"reasoning_effort": "low"}
+    assert to_llama_body(req(reasoning_effort="none"))["chat_template_kwargs"] == {
+        "reasoning_effort": "none", "enable_thinking": False}

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from shoal import sse
-from shoal.api.encoding import logprob_dicts
+from shoal.api.encoding import logprob_dicts, new_id
 from shoal.core.accumulate import Accumulator
 from shoal.core.types import Finish, GenerationEvent, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shoal.errors import ShoalError
@@ -73,7 +73,7 @@ async def chunk_frames(events: AsyncIterable[GenerationEvent], *, completion_id:
         return sse.data_frame({**base, "choices": [choice]})
 
     yield chunk({"role": "assistant", "content": ""})
-    tool_ids: dict[int, str] = {}
+    named: set[int] = set()  # calls whose id and name went out already
     try:
         async for event in events:
             if isinstance(event, TextDelta):
@@ -82,13 +82,15 @@ async def chunk_frames(events: AsyncIterable[GenerationEvent], *, completion_id:
             elif isinstance(event, ReasoningDelta):
                 yield chunk({"reasoning_content": event.text})
             elif isinstance(event, ToolCallDelta):
+                # index, id and name once, in the call's first delta; then argument fragments.
                 call: dict[str, Any] = {"index": event.index}
-                if event.id and event.index not in tool_ids:
-                    tool_ids[event.index] = event.id
-                    call.update(id=event.id, type="function")
                 fn: dict[str, Any] = {}
-                if event.name:
-                    fn["name"] = event.name
+                if event.index not in named:
+                    named.add(event.index)
+                    call.update(id=event.id or new_id("call_"), type="function")
+                    fn["name"] = event.name or ""
+                elif not event.arguments:
+                    continue
                 fn["arguments"] = event.arguments
                 call["function"] = fn
                 yield chunk({"tool_calls": [call]})

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from shoal.core.types import GenerationRequest, Message, NamedTool, SamplingParams, ToolCall, ToolChoice, ToolSpec
+from shoal.api.formats import check_tools, json_schema_format
+from shoal.core.types import (
+    GenerationRequest,
+    Message,
+    NamedTool,
+    ResponseFormat,
+    SamplingParams,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+)
 from shoal.errors import InvalidRequestError
 from shoal.protocol.chat import ChatCompletionRequest, ChatMessage
 
@@ -14,12 +24,29 @@ def to_message(msg: ChatMessage) -> Message:
                    tool_call_id=msg.tool_call_id, reasoning=msg.reasoning_content)
 
 
+def response_format(body: ChatCompletionRequest) -> ResponseFormat | None:
+    """``response_format`` as a core format (its schema checked: 400 naming the problem)."""
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return ResponseFormat("json_object")
+    spec = fmt.json_schema
+    assert spec is not None  # checked by the schema
+    if spec.json_schema is None:
+        raise InvalidRequestError(f"response_format '{spec.name}' has no 'schema'.",
+                                  param="response_format.json_schema.schema")
+    return json_schema_format(spec.name, spec.json_schema, spec.strict, spec.description,
+                              "response_format.json_schema.schema")
+
+
 def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
     """The engine-neutral request for ``body``."""
     tools = tuple(
         ToolSpec(t.function.name, t.function.description, t.function.parameters, bool(t.function.strict))
         for t in body.tools or ()
     )
+    check_tools(tools)
     choice: ToolChoice = "auto"
     if body.tool_choice is not None:
         if isinstance(body.tool_choice, str):
@@ -49,4 +76,6 @@ def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
         tool_choice=choice,
         parallel_tool_calls=body.parallel_tool_calls if body.parallel_tool_calls is not None else True,
         user=body.user,
+        response_format=response_format(body),
+        reasoning_effort=body.reasoning_effort,
     )

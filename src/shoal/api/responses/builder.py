@@ -12,7 +12,16 @@ from typing import Any
 
 from shoal.api.encoding import logprob_dicts, new_id
 from shoal.api.responses.items import seal_reasoning
-from shoal.core.types import Finish, GenerationEvent, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from shoal.core.types import (
+    Citation,
+    Finish,
+    GenerationEvent,
+    ReasoningDelta,
+    ServerToolCall,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from shoal.errors import ShoalError
 
 
@@ -120,7 +129,8 @@ class ResponseBuilder:
         elif kind == "function_call":
             out.append(self.event("response.function_call_arguments.done", item_id=item["id"],
                                    output_index=index, name=item["name"], arguments=item["arguments"]))
-        item["status"] = "completed"
+        if item["status"] != "failed":
+            item["status"] = "completed"
         out.append(self.event("response.output_item.done", output_index=index, item=_copy(item)))
         return out
 
@@ -164,9 +174,47 @@ class ResponseBuilder:
                 item["arguments"] += event.arguments
                 out.append(self.event("response.function_call_arguments.delta", item_id=item["id"],
                                        output_index=len(self.response["output"]) - 1, delta=event.arguments))
+        elif isinstance(event, ServerToolCall):
+            out += self._server_tool_call(event)
+        elif isinstance(event, Citation):
+            out += self._citation(event)
         elif isinstance(event, Finish):
             out += self.finish(event)
         return out
+
+    def _server_tool_call(self, event: ServerToolCall) -> list[dict[str, Any]]:
+        """A built-in web search: its item, and in_progress → searching → completed events."""
+        out: list[dict[str, Any]] = []
+        if not (self._open_kind == "web_search_call" and self._open is not None and self._open["id"] == event.id):
+            out += self._open_item("web_search_call", {"id": event.id, "type": "web_search_call",
+                                                       "status": "in_progress",
+                                                       "action": {"type": "search", "query": event.query}})
+        item = self._open
+        assert item is not None
+        index = len(self.response["output"]) - 1
+        if event.sources:
+            item["action"]["sources"] = [{"type": "url", "url": s.url} for s in event.sources]
+        if event.status == "failed":
+            item["status"] = "failed"
+            return out + self._close_item()
+        item["status"] = event.status
+        out.append(self.event(f"response.web_search_call.{event.status}", item_id=item["id"], output_index=index))
+        if event.status == "completed":
+            out += self._close_item()
+        return out
+
+    def _citation(self, event: Citation) -> list[dict[str, Any]]:
+        """A ``url_citation`` annotation on the answer being written."""
+        item = self._open
+        if self._open_kind != "message" or item is None:
+            return []
+        part = item["content"][0]
+        annotation = {"type": "url_citation", "start_index": event.start_index, "end_index": event.end_index,
+                      "url": event.url, "title": event.title}
+        part["annotations"].append(annotation)
+        return [self.event("response.output_text.annotation.added", item_id=item["id"],
+                           output_index=len(self.response["output"]) - 1, content_index=0,
+                           annotation_index=len(part["annotations"]) - 1, annotation=dict(annotation))]
 
     def finish(self, event: Finish) -> list[dict[str, Any]]:
         """Close the open item; ``response.completed`` or ``response.incomplete``."""
@@ -201,8 +249,10 @@ class ResponseBuilder:
 def _copy(item: dict[str, Any]) -> dict[str, Any]:
     copied = dict(item)
     if "content" in copied:
-        copied["content"] = [dict(p, **({"logprobs": list(p["logprobs"])} if "logprobs" in p else {}))
+        copied["content"] = [dict(p, **{k: list(p[k]) for k in ("logprobs", "annotations") if k in p})
                              for p in copied["content"]]
+    if "action" in copied:
+        copied["action"] = dict(copied["action"])
     return copied
 
 

@@ -5,7 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.protocol.chat import ChatTool
-from shoal.protocol.responses import ResponsesRequest
+from shoal.protocol.responses import HostedToolChoice, ResponsesRequest, WebSearchTool
+
+
+def text_echo(body: ResponsesRequest) -> dict[str, Any]:
+    """``text`` as the Response object shows it: the format asked for (``text`` by default)."""
+    fmt = body.text.format if body.text is not None else None
+    out: dict[str, Any]
+    if fmt is not None and fmt.type == "json_schema":
+        out = {"type": "json_schema", "name": fmt.name, "schema": fmt.json_schema, "strict": fmt.strict,
+               "description": fmt.description}
+    elif fmt is not None and fmt.type == "json_object":
+        out = {"type": "json_object"}
+    else:
+        out = {"type": "text"}
+    echo: dict[str, Any] = {"format": out}
+    if body.text is not None and body.text.verbosity is not None:
+        echo["verbosity"] = body.text.verbosity
+    return echo
 
 
 def echo_fields(body: ResponsesRequest, model: str) -> dict[str, Any]:
@@ -16,12 +33,16 @@ def echo_fields(body: ResponsesRequest, model: str) -> dict[str, Any]:
             fn = tool.function
             tools.append({"type": "function", "name": fn.name, "description": fn.description,
                           "parameters": fn.parameters, "strict": fn.strict})
+        elif isinstance(tool, WebSearchTool):
+            tools.append(tool.model_dump(exclude_none=True))
         else:
             tools.append(tool.model_dump(exclude_none=False))
     choice = body.tool_choice
-    if choice is not None and not isinstance(choice, str):
+    if isinstance(choice, HostedToolChoice):
+        choice_echo: Any = {"type": choice.type}
+    elif choice is not None and not isinstance(choice, str):
         name = getattr(choice, "name", None) or choice.function.name  # type: ignore[union-attr]
-        choice_echo: Any = {"type": "function", "name": name}
+        choice_echo = {"type": "function", "name": name}
     else:
         choice_echo = choice or "auto"
     return {
@@ -37,7 +58,7 @@ def echo_fields(body: ResponsesRequest, model: str) -> dict[str, Any]:
         "background": body.background,
         "temperature": body.temperature if body.temperature is not None else 1.0,
         "top_p": body.top_p if body.top_p is not None else 1.0,
-        "text": {"format": {"type": "text"}},
+        "text": text_echo(body),
         "tool_choice": choice_echo,
         "tools": tools,
         "top_logprobs": body.top_logprobs or 0,

@@ -11,12 +11,14 @@ from typing import Any
 
 from shoal.api.responses.builder import ResponseBuilder
 from shoal.api.responses.items import drop_oldest_turn, output_as_input, parse_items, stored_input_items
-from shoal.api.responses.translate import input_messages, to_generation
+from shoal.api.responses.translate import SOURCES_INCLUDE, check_request, input_messages, to_generation
+from shoal.api.responses.web_search_loop import with_web_search
 from shoal.core.context import RequestContext
 from shoal.core.pipeline import Generation, Pipeline
 from shoal.errors import InvalidRequestError, NotFoundError, ShoalError
 from shoal.protocol.responses import ResponsesRequest
 from shoal.storage.responses import ACTIVE, ResponseStore, StoredResponse
+from shoal.tools.web_search import SearchProvider
 
 log = logging.getLogger("shoal.responses")
 
@@ -50,9 +52,10 @@ class BackgroundRun:
 class ResponsesService:
     """Creates, stores, continues, cancels and replays responses."""
 
-    def __init__(self, pipeline: Pipeline, store: ResponseStore) -> None:
+    def __init__(self, pipeline: Pipeline, store: ResponseStore, search: SearchProvider | None = None) -> None:
         self.pipeline = pipeline
         self.store = store
+        self.search = search
         self.runs: OrderedDict[str, BackgroundRun] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -73,6 +76,7 @@ class ResponsesService:
             history = list(prev.conversation)
         if body.background and not body.store:
             raise InvalidRequestError("background mode requires store=true.", param="background")
+        check_request(body, search_available=self.search is not None)
         return Turn(body, context, history, stored_input_items(body), ResponseBuilder(echo, logprobs=logprobs, seal=seal))
 
     async def start(self, turn: Turn) -> Generation:
@@ -80,7 +84,9 @@ class ResponsesService:
         for _ in range(MAX_TRUNCATION_STEPS):
             request = to_generation(turn.body, input_messages(parse_items(turn.history)))
             try:
-                return await self.pipeline.start(request, turn.context)
+                generation = await self.pipeline.start(request, turn.context)
+                return with_web_search(generation, request, pipeline=self.pipeline, context=turn.context,
+                                       provider=self.search, sources=SOURCES_INCLUDE in (turn.body.include or ()))
             except InvalidRequestError as exc:
                 if exc.code != "context_length_exceeded":
                     raise

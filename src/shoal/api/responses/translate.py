@@ -5,23 +5,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from shoal.api.formats import check_tools, json_schema_format
 from shoal.api.responses.items import unseal_reasoning
-from shoal.core.types import GenerationRequest, Message, NamedTool, SamplingParams, ToolCall, ToolChoice, ToolSpec
+from shoal.core.types import (
+    GenerationRequest,
+    Message,
+    NamedTool,
+    ResponseFormat,
+    SamplingParams,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+)
 from shoal.errors import InvalidRequestError
-from shoal.protocol.chat import ChatTool, NamedToolChoice
+from shoal.protocol.chat import ChatTool
 from shoal.protocol.responses import (
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionToolChoice,
+    HostedToolChoice,
     InputItem,
     InputMessage,
     ReasoningItem,
     ResponsesRequest,
+    WebSearchTool,
 )
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 ENCRYPTED_INCLUDE = "reasoning.encrypted_content"
-KNOWN_INCLUDES = {LOGPROBS_INCLUDE, ENCRYPTED_INCLUDE}
+SOURCES_INCLUDE = "web_search_call.action.sources"
+KNOWN_INCLUDES = {LOGPROBS_INCLUDE, ENCRYPTED_INCLUDE, SOURCES_INCLUDE}
+
+WEB_SEARCH = ToolSpec(
+    "web_search",
+    "Search the web for current information. Returns numbered results with title, URL and snippet; "
+    "cite them in the answer by their URL.",
+    {"type": "object", "properties": {"query": {"type": "string", "description": "What to search for"}},
+     "required": ["query"]},
+)
+"""How the built-in web search is offered to the model: as a function it may call."""
 
 
 def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
@@ -61,15 +83,37 @@ def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
     return messages
 
 
+def wants_web_search(body: ResponsesRequest) -> bool:
+    """Whether ``tools`` has the built-in web search."""
+    return any(isinstance(tool, WebSearchTool) for tool in body.tools or ())
+
+
 def _tools(body: ResponsesRequest) -> tuple[ToolSpec, ...]:
     specs = []
     for tool in body.tools or ():
         if isinstance(tool, ChatTool):
             fn = tool.function
             specs.append(ToolSpec(fn.name, fn.description, fn.parameters, bool(fn.strict)))
-        else:
+        elif not isinstance(tool, WebSearchTool):
             specs.append(ToolSpec(tool.name, tool.description, tool.parameters, bool(tool.strict)))
+    check_tools(specs)
+    if wants_web_search(body):
+        if any(spec.name == WEB_SEARCH.name for spec in specs):
+            raise InvalidRequestError(f"A function named '{WEB_SEARCH.name}' cannot be used together with the "
+                                      "built-in web_search tool.", param="tools")
+        specs.append(WEB_SEARCH)
     return tuple(specs)
+
+
+def text_format(body: ResponsesRequest) -> ResponseFormat | None:
+    """``text.format`` as a core format (its schema checked: 400 naming the problem)."""
+    fmt = body.text.format if body.text is not None else None
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return ResponseFormat("json_object")
+    assert fmt.name is not None and fmt.json_schema is not None  # checked by the schema
+    return json_schema_format(fmt.name, fmt.json_schema, fmt.strict, fmt.description, "text.format.schema")
 
 
 def _tool_choice(body: ResponsesRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:
@@ -81,6 +125,11 @@ def _tool_choice(body: ResponsesRequest, tools: tuple[ToolSpec, ...]) -> ToolCho
             raise InvalidRequestError("tool_choice 'required' needs at least one tool in 'tools'.",
                                       param="tool_choice")
         return choice
+    if isinstance(choice, HostedToolChoice):
+        if not wants_web_search(body):
+            raise InvalidRequestError(f"tool_choice names the built-in tool '{choice.type}', which is not in 'tools'.",
+                                      param="tool_choice")
+        return NamedTool(WEB_SEARCH.name)
     name = choice.name if isinstance(choice, FunctionToolChoice) else choice.function.name
     if name not in {t.name for t in tools}:
         raise InvalidRequestError(f"tool_choice names the function '{name}', which is not in 'tools'.",
@@ -94,6 +143,19 @@ def check_include(body: ResponsesRequest) -> None:
         if value not in KNOWN_INCLUDES:
             raise InvalidRequestError(f"include value '{value}' is not supported; supported: "
                                       + ", ".join(sorted(KNOWN_INCLUDES)) + ".", param="include")
+
+
+def check_request(body: ResponsesRequest, *, search_available: bool) -> None:
+    """Every check of :func:`to_generation` (tools, schemas, choice, include), before anything runs.
+
+    Also a 400 when the built-in web search is asked for and no search provider is configured.
+    """
+    if wants_web_search(body) and not search_available:
+        raise InvalidRequestError(
+            "The web_search tool is not available: this server has no search provider configured. "
+            "Start shoal with --web-search-url URL (or SHOAL_WEB_SEARCH_URL) pointing at a SearxNG-compatible "
+            "JSON endpoint, or remove the tool.", param="tools", code="web_search_unavailable")
+    to_generation(body)
 
 
 def to_generation(body: ResponsesRequest, history: Sequence[Message] = ()) -> GenerationRequest:
@@ -123,4 +185,6 @@ def to_generation(body: ResponsesRequest, history: Sequence[Message] = ()) -> Ge
         tool_choice=_tool_choice(body, tools),
         parallel_tool_calls=body.parallel_tool_calls if body.parallel_tool_calls is not None else True,
         user=body.user,
+        response_format=text_format(body),
+        reasoning_effort=body.reasoning.effort if body.reasoning is not None else None,
     )

@@ -15,11 +15,16 @@ from shoal.core.types import (
     Message,
     NamedTool,
     ReasoningDelta,
+    ResponseFormat,
     TextDelta,
     TokenLogprob,
     ToolCallDelta,
+    ToolSpec,
     Usage,
 )
+from shoal.parsers import CallIds, Chain, build
+from shoal.parsers.constrained import tool_call_schema
+from shoal.parsers.think_tags import ThinkTagParser
 
 
 def _message(msg: Message) -> dict[str, Any]:
@@ -39,8 +44,39 @@ def _message(msg: Message) -> dict[str, Any]:
     return out
 
 
+def constrained_tools(request: GenerationRequest) -> tuple[ToolSpec, ...]:
+    """The tools a call must be made of when the choice forces one (``required`` or named), else ``()``."""
+    choice = request.tool_choice
+    if not request.tools or choice in ("none", "auto"):
+        return ()
+    if isinstance(choice, NamedTool):
+        return tuple(t for t in request.tools if t.name == choice.name)
+    return request.tools
+
+
+def _tool_dict(tool: ToolSpec) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": tool.name, "description": tool.description or "",
+                                             "parameters": tool.parameters or {"type": "object", "properties": {}}}}
+
+
+def _format_dict(fmt: ResponseFormat) -> dict[str, Any] | None:
+    if fmt.type == "json_object":
+        return {"type": "json_object"}
+    if fmt.type == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": fmt.name or "response", "strict": fmt.strict,
+                                                       "schema": fmt.schema or {}}}
+    return None
+
+
 def to_llama_body(request: GenerationRequest) -> dict[str, Any]:
-    """The OpenAI-style body llama.cpp's ``handle_chat_completions`` takes (always streamed)."""
+    """The OpenAI-style body llama.cpp's ``handle_chat_completions`` takes (always streamed).
+
+    Tools are rendered by the model's template. ``auto`` leaves the choice to the
+    model (llama.cpp parses its native format; :class:`ChunkTranslator` the
+    lenient ones). ``required`` and a named function are enforced by a JSON
+    schema over the allowed calls (``tool_choice`` is sent as ``none`` so that
+    llama.cpp accepts the schema next to the tools and leaves the output to us).
+    """
     s = request.sampling
     body: dict[str, Any] = {
         "messages": [_message(m) for m in request.messages],
@@ -61,20 +97,45 @@ def to_llama_body(request: GenerationRequest) -> dict[str, Any]:
     if s.logprobs:
         body["logprobs"] = True
         body["top_logprobs"] = s.top_logprobs
-    if request.tools and request.tool_choice != "none":
-        body["tools"] = [
-            {"type": "function", "function": {"name": t.name, "description": t.description or "",
-                                              "parameters": t.parameters or {"type": "object", "properties": {}}}}
-            for t in request.tools
-        ]
-        choice = request.tool_choice
-        if isinstance(choice, NamedTool):
-            body["tools"] = [t for t in body["tools"] if t["function"]["name"] == choice.name]
-            body["tool_choice"] = "required"
-        else:
-            body["tool_choice"] = choice
+    if request.response_format is not None:
+        fmt = _format_dict(request.response_format)
+        if fmt is not None:
+            body["response_format"] = fmt
+    if request.reasoning_effort:
+        kwargs: dict[str, Any] = {"reasoning_effort": request.reasoning_effort}
+        if request.reasoning_effort == "none":
+            kwargs["enable_thinking"] = False
+        body["chat_template_kwargs"] = kwargs
+    forced = constrained_tools(request)
+    if forced:
+        parallel = request.parallel_tool_calls and not isinstance(request.tool_choice, NamedTool)
+        body["tools"] = [_tool_dict(t) for t in forced]
+        body["tool_choice"] = "none"
+        body["json_schema"] = tool_call_schema(forced, parallel=parallel)
+        body.pop("response_format", None)
+    elif request.tools and request.tool_choice != "none":
+        body["tools"] = [_tool_dict(t) for t in request.tools]
+        body["tool_choice"] = "auto"
         body["parallel_tool_calls"] = request.parallel_tool_calls
     return body
+
+
+def output_parser(request: GenerationRequest, calls: CallIds) -> tuple[Chain, ThinkTagParser | None]:
+    """The parser of the content llama.cpp streams for ``request``, and its think parser (if any).
+
+    Constrained calls are parsed as such; otherwise a leading ``<think>`` block
+    is reasoning (for templates llama.cpp does not extract it for), and with
+    tools under ``auto`` the rest may be ``<tool_call>`` tags or lenient JSON calls.
+    """
+    forced = constrained_tools(request)
+    if forced:
+        parallel = request.parallel_tool_calls and not isinstance(request.tool_choice, NamedTool)
+        return build(["constrained"], forced, calls, parallel), None
+    think = ThinkTagParser()
+    if request.tools and request.tool_choice == "auto":
+        tools = build(["hermes", "json"], request.tools, calls, request.parallel_tool_calls)
+        return Chain([think, *tools.parsers]), think
+    return Chain([think]), think
 
 
 def _logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
@@ -92,13 +153,23 @@ def _logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
 
 
 class ChunkTranslator:
-    """Turns llama.cpp's streamed chunk dicts into :data:`GenerationEvent` values."""
+    """Turns llama.cpp's streamed chunk dicts into :data:`GenerationEvent` values.
 
-    def __init__(self) -> None:
+    ``reasoning_content`` and ``tool_calls`` deltas (what llama.cpp parsed
+    itself) map straight to events; ``content`` goes through the request's
+    output parser first. Logprobs stay with the text they belong to: a text
+    event carries the logprobs of the chunks it came from.
+    """
+
+    def __init__(self, request: GenerationRequest | None = None, calls: CallIds | None = None) -> None:
         self.finish_reason: FinishReason | None = None
         self.usage = Usage()
         self.reasoning_chunks = 0
+        self._calls = calls or CallIds()
+        self._parser, self._think = output_parser(request or GenerationRequest(model="", messages=()), self._calls)
+        self._native: dict[int, int] = {}
         self._saw_tool_calls = False
+        self._logprobs: list[TokenLogprob] = []
 
     def feed(self, chunk: dict[str, Any]) -> list[GenerationEvent]:
         """Events for one chunk (often one, sometimes none)."""
@@ -119,19 +190,53 @@ class ChunkTranslator:
                 events.append(ReasoningDelta(reasoning))
             content = delta.get("content")
             if content:
-                events.append(TextDelta(content, _logprobs(choice.get("logprobs"))))
+                self._logprobs.extend(_logprobs(choice.get("logprobs")))
+                was_thinking = self._think is not None and self._think.reasoning
+                parsed = self._parse(self._parser.feed(content))
+                # About one token per chunk: those inside the think block (tags included) are reasoning.
+                if was_thinking or any(isinstance(e, ReasoningDelta) for e in parsed) or (
+                        self._think is not None and self._think.reasoning):
+                    self.reasoning_chunks += 1
+                events += parsed
             for call in delta.get("tool_calls") or ():
-                self._saw_tool_calls = True
-                fn = call.get("function") or {}
-                events.append(ToolCallDelta(index=int(call.get("index", 0)), id=call.get("id"),
-                                            name=fn.get("name"), arguments=fn.get("arguments") or ""))
+                events.append(self._native_call(call))
             reason = choice.get("finish_reason")
             if reason:
                 self.finish_reason = reason
         return events
 
+    def _parse(self, parsed: list[GenerationEvent]) -> list[GenerationEvent]:
+        out: list[GenerationEvent] = []
+        for event in parsed:
+            if isinstance(event, TextDelta):
+                event = TextDelta(event.text, tuple(self._logprobs))
+                self._logprobs.clear()
+            else:
+                # Reasoning and calls consumed the tokens seen so far.
+                self._logprobs.clear()
+                if isinstance(event, ToolCallDelta):
+                    self._saw_tool_calls = True
+            out.append(event)
+        return out
+
+    def _native_call(self, call: dict[str, Any]) -> ToolCallDelta:
+        self._saw_tool_calls = True
+        fn = call.get("function") or {}
+        native = int(call.get("index", 0))
+        call_id = call.get("id")
+        if native not in self._native:
+            self._native[native], fresh_id = self._calls.new()
+            call_id = call_id or fresh_id
+        return ToolCallDelta(index=self._native[native], id=call_id, name=fn.get("name"),
+                             arguments=fn.get("arguments") or "")
+
+    def close(self) -> list[GenerationEvent]:
+        """What the output parser held back, then the closing :class:`Finish`."""
+        events = self._parse(self._parser.finish())
+        return [*events, self.finish()]
+
     def finish(self) -> Finish:
-        """The closing event, once the engine is done."""
+        """The closing event (after :meth:`close` has flushed the parser)."""
         reason: FinishReason = self.finish_reason or "stop"
         if self._saw_tool_calls and reason == "stop":
             reason = "tool_calls"

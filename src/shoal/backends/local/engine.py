@@ -119,7 +119,7 @@ class LocalBackend:
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
         worker = loop.run_in_executor(self._executor, run)
-        translator = ChunkTranslator()
+        translator = ChunkTranslator(request)
         try:
             while True:
                 item = await queue.get()
@@ -132,7 +132,8 @@ class LocalBackend:
                     raise _failure(_error_message(item["error"]), _error_type(item["error"]))
                 for event in translator.feed(item):
                     yield event
-            yield translator.finish()
+            for event in translator.close():
+                yield event
         finally:
             stop.set()
             if not worker.done():

@@ -1,0 +1,110 @@
+"""Repository of usage records (the only SQL for them): insert, spend and summaries."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from sqlalchemy import case, func, select
+
+from shoal.storage.db import Database
+from shoal.storage.tables import UsageRow
+
+GroupBy = Literal["key", "model", "day"]
+FAILED = ("failed", "rejected")
+
+
+def utc_day(ts: float) -> str:
+    """The UTC calendar day of ``ts`` (``YYYY-MM-DD``)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One metered generation."""
+
+    key_id: str | None
+    model: str
+    deployment: str
+    endpoint: str
+    status: str
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    ttft_ms: float | None = None
+    latency_ms: float = 0.0
+    cost_usd: float = 0.0
+    ts: float = field(default_factory=time.time)
+
+
+class UsageStore:
+    """Records usage and answers the questions budgets and reports ask."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, rec: UsageRecord) -> None:
+        """Insert one record."""
+        async with self.db.sessions.begin() as session:
+            session.add(UsageRow(day=utc_day(rec.ts), **asdict(rec)))
+
+    async def spend(self, key_id: str, since: float) -> float:
+        """USD the key spent since ``since`` (epoch seconds)."""
+        query = select(func.coalesce(func.sum(UsageRow.cost_usd), 0.0)).where(
+            UsageRow.key_id == key_id, UsageRow.ts >= since)
+        async with self.db.sessions() as session:
+            return float((await session.execute(query)).scalar() or 0.0)
+
+    async def records(self, key_id: str | None = None, since: float | None = None,
+                      limit: int = 1000) -> list[UsageRecord]:
+        """The newest records (optionally of one key), newest first."""
+        query = select(UsageRow).order_by(UsageRow.ts.desc(), UsageRow.id.desc()).limit(limit)
+        if key_id is not None:
+            query = query.where(UsageRow.key_id == key_id)
+        if since is not None:
+            query = query.where(UsageRow.ts >= since)
+        async with self.db.sessions() as session:
+            rows = (await session.execute(query)).scalars().all()
+        return [UsageRecord(
+            key_id=r.key_id, model=r.model, deployment=r.deployment, endpoint=r.endpoint, status=r.status,
+            input_tokens=r.input_tokens, cached_tokens=r.cached_tokens, output_tokens=r.output_tokens,
+            reasoning_tokens=r.reasoning_tokens, ttft_ms=r.ttft_ms, latency_ms=r.latency_ms, cost_usd=r.cost_usd,
+            ts=r.ts) for r in rows]
+
+    async def summary(self, by: GroupBy, since: float | None = None, until: float | None = None,
+                      key_id: str | None = None) -> list[dict[str, Any]]:
+        """Totals grouped by key, model or UTC day, ordered by the group."""
+        column = {"key": UsageRow.key_id, "model": UsageRow.model, "day": UsageRow.day}[by]
+        query = select(
+            column.label("group"),
+            func.count().label("requests"),
+            func.sum(case((UsageRow.status.in_(FAILED), 1), else_=0)).label("failed"),
+            func.sum(UsageRow.input_tokens).label("input_tokens"),
+            func.sum(UsageRow.cached_tokens).label("cached_tokens"),
+            func.sum(UsageRow.output_tokens).label("output_tokens"),
+            func.sum(UsageRow.reasoning_tokens).label("reasoning_tokens"),
+            func.sum(UsageRow.cost_usd).label("cost_usd"),
+            func.avg(UsageRow.ttft_ms).label("avg_ttft_ms"),
+            func.avg(UsageRow.latency_ms).label("avg_latency_ms"),
+        ).group_by(column).order_by(column)
+        if since is not None:
+            query = query.where(UsageRow.ts >= since)
+        if until is not None:
+            query = query.where(UsageRow.ts < until)
+        if key_id is not None:
+            query = query.where(UsageRow.key_id == key_id)
+        async with self.db.sessions() as session:
+            rows = (await session.execute(query)).mappings().all()
+        out = []
+        for row in rows:
+            item = {"group": row["group"], "requests": int(row["requests"]), "failed": int(row["failed"] or 0)}
+            for name in ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens"):
+                item[name] = int(row[name] or 0)
+            item["cost_usd"] = round(float(row["cost_usd"] or 0.0), 9)
+            for name in ("avg_ttft_ms", "avg_latency_ms"):
+                item[name] = None if row[name] is None else round(float(row[name]), 1)
+            out.append(item)
+        return out

@@ -1,0 +1,1 @@
+"""Built-in tools the server runs itself (web search)."""

@@ -1,0 +1,1 @@
+"""Usage: prices, token estimates, budgets and the meter that records every generation."""

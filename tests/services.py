@@ -1,0 +1,110 @@
+"""The local PostgreSQL and Redis for tests, each test isolated (a fresh database, a unique key prefix).
+
+Outside CI an unreachable service skips the test; in CI (``CI=true``) it fails
+it, so the shared-state mode is never silently untested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import pytest
+
+PG_URL = os.environ.get("SHOAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SHOAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def in_ci() -> bool:
+    """Whether we run in CI, where every service must be there."""
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require(url: str, what: str) -> None:
+    """Skip (locally) or fail (in CI) unless the service at ``url`` answers."""
+    if _reachable(url):
+        return
+    message = f"{what} is not reachable at {urlsplit(url).netloc}"
+    if in_ci():
+        pytest.fail(message + " (CI=true: the PostgreSQL + Redis tests must run)")
+    pytest.skip(message)
+
+
+def _run(coro_factory):  # type: ignore[no-untyped-def]
+    """Run a coroutine on its own loop in a thread (callable from sync and async tests alike)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+def _pg_execute(sql: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    _run(run)
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """A new, empty PostgreSQL database (URL), dropped afterwards."""
+    require(PG_URL, "PostgreSQL")
+    name = "shoal_test_" + secrets.token_hex(6)
+    _pg_execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(PG_URL)
+    try:
+        yield parts._replace(path="/" + name).geturl()
+    finally:
+        _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A unique Redis key prefix; every key under it is deleted afterwards."""
+    require(REDIS_URL, "Redis")
+    import redis
+
+    prefix = "shoal-test-" + secrets.token_hex(6)
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=prefix + ":*", count=500))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test."""
+    with fresh_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_test_prefix() -> Iterator[str]:
+    """A Redis key prefix for one test, cleaned up afterwards."""
+    with redis_prefix() as prefix:
+        yield prefix

@@ -1,0 +1,70 @@
+"""The usage repository on SQLite and PostgreSQL: records, spend per key and period, summaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.storage.db import Database
+from shoal.storage.usage import UsageRecord, UsageStore, utc_day
+
+DAY1 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def rec(key: str | None, model: str = "m", status: str = "completed", cost: float = 0.01,
+        ts: float = DAY1 + 60, **kw: object) -> UsageRecord:
+    return UsageRecord(key_id=key, model=model, deployment="local:" + model, endpoint="/v1/chat/completions",
+                       status=status, input_tokens=10, cached_tokens=4, output_tokens=5, reasoning_tokens=1,
+                       ttft_ms=kw.pop("ttft_ms", 20.0), latency_ms=100.0, cost_usd=cost, ts=ts)  # type: ignore[arg-type]
+
+
+def test_utc_day() -> None:
+    assert utc_day(DAY1) == "2026-01-01"
+    assert utc_day(DAY1 - 1) == "2025-12-31"
+
+
+async def test_spend_per_key_since(database: Database) -> None:
+    store = UsageStore(database)
+    assert await store.spend("key_a", 0) == 0.0
+    await store.add(rec("key_a", cost=0.25, ts=DAY1 - 10))
+    await store.add(rec("key_a", cost=0.5))
+    await store.add(rec("key_a", cost=0.125, status="failed"))
+    await store.add(rec("key_b", cost=7.0))
+    assert await store.spend("key_a", DAY1) == pytest.approx(0.625)
+    assert await store.spend("key_a", 0) == pytest.approx(0.875)
+    assert await store.spend("key_b", DAY1) == pytest.approx(7.0)
+
+
+async def test_records_newest_first(database: Database) -> None:
+    store = UsageStore(database)
+    for i in range(3):
+        await store.add(rec("key_a", cost=i, ts=DAY1 + i))
+    await store.add(rec(None, ts=DAY1 + 10))
+    records = await store.records(key_id="key_a")
+    assert [r.cost_usd for r in records] == [2, 1, 0]
+    assert records[0].input_tokens == 10 and records[0].cached_tokens == 4 and records[0].reasoning_tokens == 1
+    assert records[0].deployment == "local:m" and records[0].endpoint == "/v1/chat/completions"
+    assert len(await store.records(limit=2)) == 2
+    assert [r.ts for r in await store.records(since=DAY1 + 2)] == [DAY1 + 10, DAY1 + 2]
+
+
+async def test_summary_by_key_model_and_day(database: Database) -> None:
+    store = UsageStore(database)
+    await store.add(rec("key_a", model="m1", cost=0.5))
+    await store.add(rec("key_a", model="m2", cost=0.25, status="failed", ttft_ms=None))
+    await store.add(rec("key_b", model="m1", cost=1.0, ts=DAY1 + 86400))
+    await store.add(rec(None, model="m1", cost=0.0, status="rejected"))
+
+    by_key = {r["group"]: r for r in await store.summary("key")}
+    assert set(by_key) == {None, "key_a", "key_b"}
+    a = by_key["key_a"]
+    assert a["requests"] == 2 and a["failed"] == 1 and a["input_tokens"] == 20 and a["output_tokens"] == 10
+    assert a["cached_tokens"] == 8 and a["reasoning_tokens"] == 2
+    assert a["cost_usd"] == pytest.approx(0.75) and a["avg_ttft_ms"] == 20.0 and a["avg_latency_ms"] == 100.0
+    assert by_key[None]["failed"] == 1
+
+    by_model = {r["group"]: r["requests"] for r in await store.summary("model")}
+    assert by_model == {"m1": 3, "m2": 1}
+    by_day = {r["group"]: r["cost_usd"] for r in await store.summary("day")}
+    assert by_day == {"2026-01-01": pytest.approx(0.75), "2026-01-02": pytest.approx(1.0)}
+    assert [r["group"] for r in await store.summary("day", since=DAY1 + 86400)] == ["2026-01-02"]
+    assert [r["group"] for r in await store.summary("key", key_id="key_b")] == ["key_b"]

@@ -1,0 +1,181 @@
+"""The meter as pipeline hooks: limits before generation, one usage row per generation however it ends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shoal.auth.counters import LocalCounters
+from shoal.auth.ratelimit import RateLimiter
+from shoal.backends.base import BackendFailure
+from shoal.core.admission import Admission
+from shoal.core.context import RequestContext
+from shoal.core.pipeline import Deployment, Pipeline
+from shoal.core.types import Finish, GenerationRequest, Message, SamplingParams, TextDelta, Usage
+from shoal.errors import (
+    BackendError,
+    InvalidRequestError,
+    OverloadedError,
+    QuotaExceededError,
+    RateLimitError,
+)
+from shoal.storage.db import Database
+from shoal.storage.keys import ApiKey
+from shoal.storage.usage import UsageStore
+from shoal.usage.budget import LocalLedger
+from shoal.usage.estimate import max_cost, typical_input_tokens
+from shoal.usage.meter import Meter
+from shoal.usage.pricing import PriceTable, Pricing
+from tests.scripted import CARD, ScriptedBackend, text_script
+
+PRICE = Pricing(input=1000.0, cached_input=100.0, output=4000.0)  # USD per 1M: big, to see small costs
+
+
+def setup(db: Database, backend: ScriptedBackend, slots: int = 1, max_queue: int = 0) -> tuple[Pipeline, Meter]:
+    usage = UsageStore(db)
+    limiter = RateLimiter(LocalCounters())
+    meter = Meter(usage, PriceTable({"test-model": PRICE}), limiter, LocalLedger(usage.spend))
+    dep = Deployment(CARD, backend, Admission(slots, max_queue))
+    return Pipeline([dep], hooks=meter), meter
+
+
+def request(text: str = "hello there", max_tokens: int | None = 8) -> GenerationRequest:
+    return GenerationRequest(model="test-model", messages=(Message("user", text),),
+                             sampling=SamplingParams(max_tokens=max_tokens))
+
+
+def ctx(key: ApiKey | None = None) -> RequestContext:
+    return RequestContext(owner=key.id if key else None, key_id=key.id if key else None,
+                          endpoint="/v1/chat/completions", key=key)
+
+
+async def run(pipeline: Pipeline, context: RequestContext, req: GenerationRequest | None = None) -> list:
+    gen = await pipeline.start(req or request(), context)
+    try:
+        return [ev async for ev in gen]
+    finally:
+        await gen.aclose()
+
+
+async def test_completed_generation_is_metered(db: Database) -> None:
+    backend = ScriptedBackend(text_script("a", "b", usage=Usage(100, 20, cached_tokens=40, reasoning_tokens=5)))
+    pipeline, meter = setup(db, backend)
+    key = ApiKey(id="key_m", name="m", prefix="p")
+    await run(pipeline, ctx(key))
+    [rec] = await meter.usage.records()
+    assert (rec.key_id, rec.model, rec.deployment, rec.endpoint, rec.status) == (
+        "key_m", "test-model", "scripted", "/v1/chat/completions", "completed")
+    assert (rec.input_tokens, rec.cached_tokens, rec.output_tokens, rec.reasoning_tokens) == (100, 40, 20, 5)
+    assert rec.cost_usd == pytest.approx((60 * 1000 + 40 * 100 + 20 * 4000) / 1e6)
+    assert rec.ttft_ms is not None and rec.latency_ms >= rec.ttft_ms >= 0
+
+
+async def test_anonymous_and_static_callers_are_metered_too(db: Database) -> None:
+    pipeline, meter = setup(db, ScriptedBackend())
+    await run(pipeline, RequestContext(endpoint="/v1/responses"))
+    await run(pipeline, RequestContext(owner="static:abc", key_id="static:abc", endpoint="/v1/responses"))
+    assert sorted(str(r.key_id) for r in await meter.usage.records()) == ["None", "static:abc"]
+
+
+async def test_cancelled_stream_is_metered_for_what_was_generated(db: Database) -> None:
+    gate = asyncio.Event()
+    backend = ScriptedBackend([TextDelta("a"), TextDelta("b"), TextDelta("c"), gate, TextDelta("d"),
+                               Finish("stop", Usage(9, 4))])
+    pipeline, meter = setup(db, backend)
+    gen = await pipeline.start(request("x" * 40), ctx())
+    seen = 0
+    async for _ in gen:
+        seen += 1
+        if seen == 3:
+            break
+    await gen.aclose()  # the client went away
+    [rec] = await meter.usage.records()
+    assert rec.status == "cancelled" and rec.output_tokens == 3
+    assert rec.input_tokens == typical_input_tokens(request("x" * 40))
+    assert rec.cost_usd == pytest.approx((rec.input_tokens * 1000 + 3 * 4000) / 1e6)
+    assert backend.closed_early == [True]
+
+
+async def test_failed_generation_is_recorded_failed(db: Database) -> None:
+    backend = ScriptedBackend([TextDelta("a"), BackendFailure("engine crashed")],
+                              [BackendFailure("prompt too long", client_error=True)])
+    pipeline, meter = setup(db, backend)
+    with pytest.raises(BackendError):
+        await run(pipeline, ctx())
+    with pytest.raises(InvalidRequestError):
+        await run(pipeline, ctx())
+    records = await meter.usage.records()
+    assert [r.status for r in records] == ["failed", "failed"]
+    early, midway = records  # newest first
+    assert early.output_tokens == 0 and early.cost_usd == 0
+    assert midway.output_tokens == 1 and midway.input_tokens > 0
+
+
+async def test_over_budget_is_refused_before_generation(db: Database) -> None:
+    backend = ScriptedBackend()
+    pipeline, meter = setup(db, backend)
+    key = ApiKey(id="key_q", name="q", prefix="p", budget_usd=0.0, budget_period="day")
+    with pytest.raises(QuotaExceededError) as info:
+        await pipeline.start(request(), ctx(key))
+    assert info.value.code == "insufficient_quota" and backend.requests == []
+    assert await meter.usage.records() == []  # nothing ran, nothing metered
+    assert pipeline.deployments[0].admission.running == 0
+
+
+async def test_token_limit_refusal_releases_nothing_twice(db: Database) -> None:
+    backend = ScriptedBackend(text_script("a", usage=Usage(30, 10)))
+    pipeline, meter = setup(db, backend)
+    key = ApiKey(id="key_t", name="t", prefix="p", tpm=60)
+    context = ctx(key)
+    await run(pipeline, context, request("hi", max_tokens=10))
+    assert context.headers["x-ratelimit-remaining-tokens"] == str(60 - typical_input_tokens(request("hi")) - 10)
+    # settled to the real 40 tokens: 20 left, and this one needs more
+    with pytest.raises(RateLimitError) as info:
+        await pipeline.start(request("hi", max_tokens=20), ctx(key))
+    assert info.value.headers["x-ratelimit-remaining-tokens"] == "20"
+    assert len(backend.requests) == 1
+
+
+async def test_budget_reservation_released_when_admission_fails(db: Database) -> None:
+    gate = asyncio.Event()
+    backend = ScriptedBackend([TextDelta("a"), gate, Finish("stop", Usage(1, 1))])
+    pipeline, meter = setup(db, backend, slots=1, max_queue=0)
+    key = ApiKey(id="key_r", name="r", prefix="p", budget_usd=1.0, budget_period="month")
+    running = await pipeline.start(request(), ctx(key))
+    with pytest.raises(OverloadedError):
+        await pipeline.start(request(), ctx(key))
+    gate.set()
+    [_ async for _ in running]
+    await running.aclose()
+    statuses = sorted(r.status for r in await meter.usage.records())
+    assert statuses == ["completed", "rejected"]
+    held = meter.ledger._periods["key_r"].held(0)  # type: ignore[attr-defined]
+    assert held == 0
+
+
+async def test_fifty_parallel_requests_against_a_nearly_spent_budget(db: Database) -> None:
+    """Spend may pass the budget by at most the reservations in flight, and some requests get 429."""
+    backend = ScriptedBackend(capacity=4)
+    for _ in range(50):
+        backend.add(TextDelta("x"), Finish("stop", Usage(20, 3)))
+    pipeline, meter = setup(db, backend, slots=4, max_queue=64)
+    req = request("hello", max_tokens=3)
+    reservation = max_cost(req, CARD.context_length, PRICE)
+    actual = PRICE.cost(20, 0, 3)
+    budget = 5 * actual + reservation / 2  # room for a handful of requests
+    key = ApiKey(id="key_p", name="p", prefix="p", budget_usd=budget, budget_period="day")
+    outcomes: list[str] = []
+
+    async def one() -> None:
+        try:
+            await run(pipeline, ctx(key), req)
+            outcomes.append("ok")
+        except QuotaExceededError:
+            outcomes.append("quota")
+
+    await asyncio.gather(*(one() for _ in range(50)))
+    spent = await meter.usage.spend("key_p", 0)
+    assert "quota" in outcomes and "ok" in outcomes
+    assert spent <= budget + reservation  # the last admitted request's reservation at most
+    assert spent == pytest.approx(outcomes.count("ok") * actual)
