@@ -85,6 +85,9 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # aiosqlite's debug log prints every SQL parameter (key hashes, stored bodies): never let it through.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    if settings.log_level != "debug":
+        # Alembic narrates every schema check; Shoal logs the one line that matters itself.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     def on_ready(services: Services) -> None:

@@ -68,18 +68,26 @@ def _format_dict(fmt: ResponseFormat) -> dict[str, Any] | None:
     return None
 
 
-def to_llama_body(request: GenerationRequest) -> dict[str, Any]:
+TOOL_RESULT_HINT = "Answer the user's question in plain language using the tool results above."
+"""Added after tool results: without it small models (Qwen2.5-Coder-0.5B) repeat their call instead of answering."""
+
+
+def to_llama_body(request: GenerationRequest, *, tool_result_hint: bool = True) -> dict[str, Any]:
     """The OpenAI-style body llama.cpp's ``handle_chat_completions`` takes (always streamed).
 
-    Tools are rendered by the model's template. ``auto`` leaves the choice to the
+    A conversation that ends with tool results gets a one-line system hint to
+    answer from them (``tool_result_hint``). Tools are rendered by the model's template. ``auto`` leaves the choice to the
     model (llama.cpp parses its native format; :class:`ChunkTranslator` the
     lenient ones). ``required`` and a named function are enforced by a JSON
     schema over the allowed calls (``tool_choice`` is sent as ``none`` so that
     llama.cpp accepts the schema next to the tools and leaves the output to us).
     """
     s = request.sampling
+    messages = [_message(m) for m in request.messages]
+    if tool_result_hint and request.messages and request.messages[-1].role == "tool":
+        messages.append({"role": "system", "content": TOOL_RESULT_HINT})
     body: dict[str, Any] = {
-        "messages": [_message(m) for m in request.messages],
+        "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
         "cache_prompt": True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -39,6 +40,8 @@ class LocalModelConfig:
     threads: int | None = None
     aliases: tuple[str, ...] = ()
     description: str = ""
+    verbose: bool = False
+    """Let llama.cpp print its own (very chatty) logs; otherwise only its errors."""
 
 
 class LocalBackend:
@@ -52,6 +55,8 @@ class LocalBackend:
         self._executor = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="llama")
         self._created = int(time.time())
         self._load_seconds: float | None = None
+        # llama.cpp's own HTTP port would otherwise bypass Shoal's keys and limits.
+        self.http_api_key = secrets.token_urlsafe(24)
 
     def load(self) -> float:
         """Load the model (blocking); returns the seconds it took."""
@@ -68,6 +73,8 @@ class LocalBackend:
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
         params.model_alias = {cfg.model_id}
+        params.api_keys = [self.http_api_key]
+        params.verbosity = 3 if cfg.verbose else 1
         started = time.perf_counter()
         self._server = xllamacpp.Server(params)
         self._load_seconds = time.perf_counter() - started
@@ -75,7 +82,7 @@ class LocalBackend:
 
     @property
     def listening_address(self) -> str:
-        """llama.cpp's own loopback HTTP address (an OpenAI-compatible upstream)."""
+        """llama.cpp's own loopback HTTP address (an OpenAI-compatible upstream; needs ``http_api_key``)."""
         return str(self._server.listening_address)
 
     def models(self) -> list[ModelCard]:

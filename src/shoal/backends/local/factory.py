@@ -56,6 +56,7 @@ def local_backends(settings: Settings) -> list[Backend]:
             threads=settings.threads,
             aliases=aliases,
             description=packaged.description if packaged else "",
+            verbose=settings.log_level == "debug",
         ))
         seconds = _load_with_progress(backend)
         log.info("loaded %s (%s) in %.1f s: %d parallel slots, %d-token context each",
