@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -102,9 +103,9 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
                on_ready: Callable[[Services], None] | None = None) -> FastAPI:
     """The ASGI app. ``backend_factory`` builds (and loads) the backends; tests pass scripted ones."""
     if backend_factory is None:
-        from shoal.backends.local.factory import local_backends
+        from shoal.routing.build import catalog_backends
 
-        backend_factory = local_backends
+        backend_factory = catalog_backends
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,7 +129,20 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         search = provider_from_url(settings.web_search_url)
         deployments = await build_deployments(settings, backends)
         tenancy.serve(deployments)
-        pipeline = Pipeline(deployments, prime_timeout=settings.prime_timeout, hooks=tenancy.meter)
+        from shoal.metrics import Metrics
+        from shoal.routing.build import router_specs
+
+        metrics = Metrics(lambda: deployments)
+        app.state.metrics = metrics
+        try:
+            pipeline = Pipeline(deployments, prime_timeout=settings.prime_timeout, hooks=tenancy.meter,
+                                routers=router_specs(settings), retries=settings.retries, observer=metrics)
+        except BaseException:
+            for backend in backends:
+                await backend.aclose()
+            await tenancy.aclose()
+            await db.aclose()
+            raise
         services = Services(settings=settings, pipeline=pipeline, keys=static, db=db,
                             responses=ResponsesService(pipeline, store, search=search), tenancy=tenancy)
         app.state.services = services
@@ -156,6 +170,22 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         """Liveness and per-backend status."""
         svc: Services = app.state.services
         return {"status": "ok", "models": [c.id for c in svc.pipeline.cards()]}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        """Readiness: 200 when every model has a deployment whose circuit is closed, else 503."""
+        from shoal.metrics import ready as readiness
+
+        svc: Services | None = getattr(app.state, "services", None)
+        ok, detail = readiness(svc.pipeline.deployments) if svc is not None else (False, {})
+        return JSONResponse({"status": "ready" if ok else "not_ready", **detail}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics, per model and deployment."""
+        from shoal.metrics import CONTENT_TYPE
+
+        return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_middleware(ContextHeaders)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

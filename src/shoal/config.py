@@ -56,6 +56,10 @@ class Settings:
     web_search_url: str | None = None
     """SearxNG-compatible JSON search endpoint for the built-in web_search tool; unset = tool refused (400).
     Also SHOAL_WEB_SEARCH_URL."""
+    catalog: Any = None
+    """The model catalog (``shoal.catalog.Catalog``): ``models:`` entries that are mappings, and ``routers:``."""
+    retries: int = 1
+    """Rounds of retries over a request's deployments (with backoff) after every one failed before its first byte."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -91,7 +95,7 @@ class Settings:
             raise ConfigError(str(exc)) from exc
         if self.parallel < 1 or self.ctx_per_slot < 256 or self.max_queue < 0:
             raise ConfigError("parallel must be >= 1, ctx-per-slot >= 256 and max-queue >= 0.")
-        if not self.models:
+        if not self.models and not (self.catalog is not None and self.catalog.models):
             raise ConfigError("No model to serve: pass --model PATH_OR_NAME.")
         if self.web_search_url and not self.web_search_url.startswith(("http://", "https://")):
             raise ConfigError(f"web_search_url must be an http:// or https:// URL, got {self.web_search_url!r}.")
@@ -104,6 +108,8 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"setting '{name}' must be a list of strings (or one comma-separated string)")
         return tuple(v for v in value if v)
+    if name == "catalog":
+        return value
     if name in ("data_dir", "model_cache"):
         if value is not None and not isinstance(value, (str, Path)):
             raise ConfigError(f"setting '{name}' must be a path")
@@ -123,11 +129,17 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    """Settings from a YAML (or JSON) file: a mapping of setting names to values."""
+    """Settings from a YAML (or JSON) file: a mapping of setting names to values.
+
+    ``models`` entries that are mappings, and ``routers``, form the catalog
+    (``shoal.catalog``); plain strings in ``models`` stay ``--model`` shortcuts.
+    """
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such file") from exc
     except yaml.YAMLError as exc:
@@ -138,11 +150,44 @@ def load_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    known = {f.name for f in fields(Settings)}
+    known = {f.name for f in fields(Settings) if f.name != "catalog"} | {"routers"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return data
+    return _split_catalog(data, root, path)
+
+
+def _split_catalog(data: dict[str, Any], root: Any, path: Path) -> dict[str, Any]:
+    """Move catalog entries (mappings under ``models``, and ``routers``) into the ``catalog`` setting."""
+    import yaml
+
+    models = data.get("models")
+    if "catalog" in data:
+        raise ConfigError(f"{path}: 'catalog' is not a setting; list catalog entries under models: and routers:")
+    if not (isinstance(models, list) and any(isinstance(m, dict) for m in models)) and "routers" not in data:
+        return data
+    from shoal.catalog import parse_catalog
+
+    model_nodes: list[Any] = []
+    router_node = None
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if key.value == "models" and isinstance(value, yaml.SequenceNode):
+                model_nodes = [n for n in value.value if isinstance(n, yaml.MappingNode)]
+            elif key.value == "routers":
+                router_node = value
+    anchor = root.start_mark if root is not None else None
+    fake_root = yaml.MappingNode("tag:yaml.org,2002:map", [
+        (yaml.ScalarNode("tag:yaml.org,2002:str", "models"),
+         yaml.SequenceNode("tag:yaml.org,2002:seq", model_nodes, anchor, anchor)),
+        *([(yaml.ScalarNode("tag:yaml.org,2002:str", "routers"), router_node)] if router_node is not None else []),
+    ], anchor, anchor)
+    entries = [m for m in models or () if isinstance(m, dict)]
+    catalog = parse_catalog({"models": entries, "routers": data.get("routers") or []}, fake_root, path)
+    out = {k: v for k, v in data.items() if k != "routers"}
+    out["models"] = [m for m in models or () if not isinstance(m, dict)]
+    out["catalog"] = catalog
+    return out
 
 
 def build_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -90,7 +90,7 @@ class ServerProcess:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> "ServerProcess":
+    def start(self, timeout: float = START_TIMEOUT_S) -> ServerProcess:
         """Start the process and wait until ``GET /health`` answers 200."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:

@@ -104,7 +104,7 @@ def test_streaming_raw_sse_framing(http: httpx.Client) -> None:
     # Every line (including the last) is terminated by "\n", so split leaves a trailing "".
     assert lines[-1] == ""
     data_lines = [ln for ln in lines if ln]
-    assert all(ln.startswith("data: ") or ln.startswith(":") for ln in data_lines), data_lines
+    assert all(ln.startswith(("data: ", ":")) for ln in data_lines), data_lines
     payloads = [ln[len("data: "):] for ln in data_lines if ln.startswith("data: ")]
     assert payloads[-1] == "[DONE]"
     assert payloads.count("[DONE]") == 1
@@ -120,8 +120,8 @@ def test_streaming_raw_sse_framing(http: httpx.Client) -> None:
 
 
 def test_temperature_zero_with_seed_is_deterministic(client: openai.OpenAI) -> None:
-    kwargs = dict(model=MODEL_ID, messages=[{"role": "user", "content": "Tell me a fact about the sea."}],
-                  max_tokens=24, temperature=0, seed=42)
+    kwargs = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Tell me a fact about the sea."}],
+              "max_tokens": 24, "temperature": 0, "seed": 42}
     a = client.chat.completions.create(**kwargs)
     b = client.chat.completions.create(**kwargs)
     assert a.choices[0].message.content
@@ -157,8 +157,8 @@ def test_streaming_token_limit(client: openai.OpenAI) -> None:
 
 
 def test_stop_sequence(client: openai.OpenAI) -> None:
-    kwargs = dict(model=MODEL_ID, messages=[{"role": "user", "content": COUNT_PROMPT}],
-                  max_tokens=40, temperature=0, seed=1)
+    kwargs = {"model": MODEL_ID, "messages": [{"role": "user", "content": COUNT_PROMPT}],
+              "max_tokens": 40, "temperature": 0, "seed": 1}
     free = client.chat.completions.create(**kwargs)
     assert "4" in free.choices[0].message.content  # the stop string would otherwise appear
     r = client.chat.completions.create(**kwargs, stop=["4"])

@@ -168,17 +168,17 @@ def test_disconnect_frees_the_slot(one_slot: ServerProcess) -> None:
     r, _ = wait_until_free(one_slot)
     assert r.status_code == 200, r.text
     cancelled_before = one_slot.log_text().count("status=cancelled")
-    with one_slot.http() as http:
-        with http.stream("POST", "/chat/completions", json=long_body(2000, stream=True)) as held:
-            assert held.status_code == 200
-            lines = Lines(held)
-            chunks = lines.take(3)
-            assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-            # While it runs, the single slot is busy.
-            with one_slot.http() as other:
-                assert_overloaded(other.post("/chat/completions", json={
-                    "model": MODEL_ID, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}))
-        # Leaving the block closes the half-read response and its connection.
+    with one_slot.http() as http, http.stream("POST", "/chat/completions",
+                                             json=long_body(2000, stream=True)) as held:
+        assert held.status_code == 200
+        lines = Lines(held)
+        chunks = lines.take(3)
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        # While it runs, the single slot is busy.
+        with one_slot.http() as other:
+            assert_overloaded(other.post("/chat/completions", json={
+                "model": MODEL_ID, "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}))
+    # Leaving the block closes the half-read response and its connection.
     closed = time.monotonic()
     r, busy = wait_until_free(one_slot)
     assert r.status_code == 200, f"slot still busy after {RECOVERY_TIMEOUT_S} s ({busy} x 503): {r.text}"
@@ -193,9 +193,7 @@ def test_openai_stream_close_frees_the_slot(one_slot: ServerProcess) -> None:
     with one_slot.client() as c:
         stream = c.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": LONG_PROMPT}],
                                            max_tokens=2000, temperature=0, stream=True)
-        seen = 0
-        for _chunk in stream:
-            seen += 1
+        for seen, _chunk in enumerate(stream, 1):
             if seen >= 3:
                 break
         stream.close()

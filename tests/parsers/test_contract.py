@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from shoal.core.types import ToolSpec
+from shoal.core.types import ToolCallDelta, ToolSpec
 from shoal.parsers import PARSERS, build, merge
 from shoal.parsers.base import Merged, MergedCall, Parsed, counter_ids
 
 TOOLS = (ToolSpec("get_weather", parameters={"type": "object", "properties": {"city": {"type": "string"}}}),
-         ToolSpec("get_time"))
+         ToolSpec("get_time"), ToolSpec("web_search"))
 WEATHER = '{"city":"Paris"}'
 
 
@@ -44,8 +44,8 @@ CASES: dict[str, tuple[list[str], str, Merged]] = {
         ["hermes"], 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
         expect(("text", "Let me check.\n"), ("call", "0"), calls=(call(0, "get_weather", WEATHER),))),
     "hermes: two calls": (
-        ["hermes"], '<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>\n'
-                    '<tool_call>{"name":"get_time","arguments":"{}"}</tool_call>',
+        ["hermes"], ('<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>\n'
+                     '<tool_call>{"name":"get_time","arguments":"{}"}</tool_call>'),
         expect(("call", "0"), ("text", "\n"), ("call", "1"),
                calls=(call(0, "get_weather", WEATHER), call(1, "get_time", "{}")))),
     "hermes: unknown tool stays text": (
@@ -60,6 +60,11 @@ CASES: dict[str, tuple[list[str], str, Merged]] = {
     "json: bare calls, one per line": (
         ["json"], '{"name": "get_weather", "arguments": {"city": "Paris"}}\n{"name": "get_time", "arguments": {}}\n',
         expect(("call", "0"), ("call", "1"), calls=(call(0, "get_weather", WEATHER), call(1, "get_time", "{}")))),
+    "json: call missing its last brace (small models stop early)": (
+        ["json"], '{"name": "web_search", "arguments": {"query": "shoal of fish"}',
+        expect(("call", "0"), calls=(call(0, "web_search", '{"query":"shoal of fish"}'),))),
+    "json: call cut off before its arguments stays text": (
+        ["json"], '{"name": "get_time"', expect(("text", '{"name": "get_time"'))),
     "json: array of calls in a fence": (
         ["json"], '```\n[{"name": "get_time", "parameters": {}}]\n```',
         expect(("call", "0"), calls=(call(0, "get_time", "{}"),))),
@@ -77,20 +82,20 @@ CASES: dict[str, tuple[list[str], str, Merged]] = {
         ["constrained"], '{\n  "name": "get_weather",\n  "arguments": {\n    "city": "Pa\\"ris"\n  }\n}',
         expect(("call", "0"), calls=(call(0, "get_weather", '{"city":"Pa\\"ris"}'),))),
     "constrained: array of calls": (
-        ["constrained"], '[{"name": "get_weather", "arguments": {"city": "Paris, FR", "days": [1, 2]}},'
-                         ' {"name": "get_time", "arguments": {}}]',
+        ["constrained"], ('[{"name": "get_weather", "arguments": {"city": "Paris, FR", "days": [1, 2]}},'
+                          ' {"name": "get_time", "arguments": {}}]'),
         expect(("call", "0"), ("call", "1"),
                calls=(call(0, "get_weather", '{"city":"Paris, FR","days":[1,2]}'), call(1, "get_time", "{}")))),
     "constrained: arguments before the name": (
         ["constrained"], '{"arguments": {"a": 1}, "name": "get_time"}',
         expect(("call", "0"), calls=(call(0, "get_time", '{"a":1}'),))),
     "harmony: analysis, call": (
-        ["harmony"], "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>commentary "
-                     'to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>',
+        ["harmony"], ("<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>commentary "
+                      'to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>'),
         expect(("reasoning", "Need the weather."), ("call", "0"), calls=(call(0, "get_weather", WEATHER),))),
     "harmony: analysis, final": (
-        ["harmony"], "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>"
-                     "Paris.<|return|>",
+        ["harmony"], ("<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>"
+                      "Paris.<|return|>"),
         expect(("reasoning", "Easy."), ("text", "Paris."))),
     "harmony: plain text": (["harmony"], "no channels <| here", expect(("text", "no channels <| here"))),
     "auto chain: think, then fenced call": (
@@ -156,5 +161,16 @@ def test_constrained_streams_name_first_then_argument_fragments() -> None:
     text = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
     events = [e for ch in text for e in parser.feed(ch)] + parser.finish()
     first, *rest = events
-    assert (first.index, first.id, first.name, first.arguments) == (0, "call_0", "get_weather", "")  # type: ignore[union-attr]
+    assert isinstance(first, ToolCallDelta)
+    assert (first.index, first.id, first.name, first.arguments) == (0, "call_0", "get_weather", "")
     assert len(rest) > 5 and all(e.id is None and e.name is None for e in rest)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("text", "closers"), [
+    ('{"a": {"b": 1}', "}"), ('[{"a": [1, 2]', "}]"), ('{"a": "x}"', "}"), ('{"a": 1}', None),
+    ('{"a": ', None), ('{"a": 1,', None), ('{"a": "open', None), ('{"a": 1]', None),
+])
+def test_missing_closers(text: str, closers: str | None) -> None:
+    from shoal.parsers.json_calls import missing_closers
+
+    assert missing_closers(text) == closers

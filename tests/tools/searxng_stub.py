@@ -34,7 +34,7 @@ def searxng_stub() -> Iterator[SearchStub]:
     stub = SearchStub(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             parsed = urlparse(self.path)
             query = parse_qs(parsed.query)
             if parsed.path != "/search" or query.get("format") != ["json"]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from jsonschema import SchemaError
-from jsonschema.validators import validator_for
+from jsonschema import SchemaError  # type: ignore[import-untyped]
+from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
 from shoal.core.types import ResponseFormat, ToolSpec
 from shoal.errors import InvalidRequestError
 
-JSON_SCHEMA_TOOL_TYPES = {"object"}
+JSON_SCHEMA_TOOL_TYPES = frozenset({"object"})
 
 
 def check_schema(schema: Any, *, what: str, param: str) -> None:

@@ -28,13 +28,20 @@ class BackendFailure(Exception):
 
     ``client_error`` marks failures caused by the request itself (for example a
     prompt longer than the context), which become 400s rather than 502s.
+    ``status`` is the upstream's HTTP status (if any); ``retryable`` marks
+    failures another attempt or another deployment may not have (connect errors,
+    timeouts, 5xx, 429), and ``retry_after`` the seconds the upstream asked to wait.
     """
 
-    def __init__(self, message: str, *, client_error: bool = False, code: str | None = None) -> None:
+    def __init__(self, message: str, *, client_error: bool = False, code: str | None = None,
+                 status: int | None = None, retryable: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.client_error = client_error
         self.code = code
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,7 +21,9 @@ from shoal.core.types import (
     ToolCallDelta,
     Usage,
 )
-from shoal.errors import BackendError, InvalidRequestError, ModelNotFoundError, ShoalError
+from shoal.errors import BackendError, InvalidRequestError, OverloadedError, ShoalError
+from shoal.routing.breaker import CircuitBreaker
+from shoal.routing.router import Router, RouterSpec
 
 log = logging.getLogger("shoal.requests")
 
@@ -41,11 +43,22 @@ class PipelineHooks(Protocol):
 
 @dataclass
 class Deployment:
-    """A model served by one backend, with that backend's admission queue."""
+    """A model served by one backend, with that backend's admission queue.
+
+    ``name`` says which deployment served a request (``x-shoal-deployment``);
+    ``breaker`` and ``ttft_ewma`` are its live health, used by the router.
+    """
 
     card: ModelCard
     backend: Backend
     admission: Admission
+    name: str = ""
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    ttft_ewma: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = self.backend.name
 
 
 @dataclass
@@ -73,6 +86,9 @@ def to_shoal_error(exc: BaseException) -> ShoalError:
     if isinstance(exc, BackendFailure):
         if exc.client_error:
             return InvalidRequestError(exc.message, code=exc.code)
+        if exc.status == 429:
+            wait = max(1, round(exc.retry_after or 1))
+            return OverloadedError(exc.message, code=exc.code, headers={"retry-after": str(wait)})
         return BackendError(exc.message, code=exc.code)
     return BackendError(f"The model failed while generating: {exc}")
 
@@ -97,6 +113,8 @@ class Generation:
         self._first: GenerationEvent | None = None
         self._pending: asyncio.Future[GenerationEvent] | None = None
         self._released = False
+        self.on_close: Callable[[Generation], None] | None = None
+        """Called once the generation has ended (the router's health and latency bookkeeping)."""
 
     @property
     def model(self) -> str:
@@ -180,64 +198,155 @@ class Generation:
                 "-" if stats.ttft_ms is None else f"{stats.ttft_ms:.1f}",
                 (stats.finished - stats.started) * 1000,
             )
+            if self.on_close is not None:
+                self.on_close(self)
             if self._hooks is not None:
                 # Shielded: a client that went away must still be accounted for.
                 await asyncio.shield(self._hooks.finish(self.context, self.deployment, stats, self._token))
 
 
 class Pipeline:
-    """Holds the deployments and starts generations on them."""
+    """Holds the deployments and routers; starts each generation on the best deployment that answers.
+
+    Failover happens only before the first event: a retryable failure (connect
+    error, timeout, 5xx, 429) moves on to the next candidate, and after a round
+    over all of them it retries (``retries`` rounds) after an exponential backoff
+    that honours the upstreams' ``retry-after`` (up to ``max_backoff`` seconds).
+    """
 
     def __init__(self, deployments: list[Deployment], *, prime_timeout: float = 10.0,
-                 hooks: PipelineHooks | None = None) -> None:
+                 hooks: PipelineHooks | None = None, routers: Sequence[RouterSpec] = (),
+                 retries: int = 1, backoff: float = 0.25, max_backoff: float = 5.0,
+                 observer: "PipelineObserver | None" = None) -> None:
         self.deployments = deployments
         self.prime_timeout = prime_timeout
         self.hooks = hooks
-        self._by_name: dict[str, Deployment] = {}
-        for dep in deployments:
-            for name in (dep.card.id, *dep.card.aliases):
-                self._by_name.setdefault(name, dep)
+        self.router = Router(deployments, routers)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.observer = observer
 
     def cards(self, context: RequestContext | None = None) -> list[ModelCard]:
-        """Every served model the caller may use, in configuration order."""
-        return [dep.card for dep in self.deployments if context is None or context.may_use(dep.card.id)]
+        """Every served model and router the caller may use, in configuration order."""
+        return self.router.cards(context)
 
     def resolve(self, model: str, context: RequestContext | None = None) -> Deployment:
-        """The deployment serving ``model`` (by id or alias), or a 404 (also for models out of scope)."""
-        dep = self._by_name.get(model)
-        if dep is None or (context is not None and not context.may_use(dep.card.id)):
-            raise ModelNotFoundError(model)
-        return dep
+        """The deployment ``model`` (id, alias or router) goes to first, or a 404 (also out of scope)."""
+        return self.router.resolve(model, context)
 
     async def start(self, request: GenerationRequest, context: RequestContext | None = None) -> Generation:
-        """Admit ``request`` and start it; raises 404 / 429 / 503 / early backend errors."""
+        """Admit ``request`` and start it on the first candidate that answers.
+
+        Raises 404 / 400 (no capable deployment) / 429 / 503 / early backend errors.
+        The hooks see one ``admit`` and exactly one ``finish``, whatever the attempts.
+        """
         context = context or RequestContext()
-        dep = self.resolve(request.model, context)
-        token = await self.hooks.admit(request, context, dep) if self.hooks is not None else None
+        plan = self.router.plan(request, context)
+        first = plan.candidates[0]
+        token = await self.hooks.admit(request, context, first) if self.hooks is not None else None
+        tried: list[tuple[Deployment, GenerationStats]] = []
         try:
-            await dep.admission.acquire()
+            generation = await self._failover(request, context, plan.candidates, tried)
         except BaseException:
             if self.hooks is not None:
-                await self.hooks.finish(context, dep, GenerationStats(model=dep.card.id, status="rejected"), token)
+                dep, stats = tried[-1] if tried else (first, GenerationStats(model=first.card.id, status="rejected"))
+                await self.hooks.finish(context, dep, stats, token)
             raise
+        generation._hooks, generation._token = self.hooks, token
+        context.headers["x-shoal-deployment"] = generation.deployment.name
+        return generation
+
+    async def _failover(self, request: GenerationRequest, context: RequestContext, candidates: list[Deployment],
+                        tried: list[tuple[Deployment, GenerationStats]]) -> Generation:
+        error: BaseException | None = None
+        for round_ in range(self.retries + 1):
+            if round_:
+                hint = _retry_after(error)
+                wait = min(self.max_backoff, self.backoff * 2 ** (round_ - 1))
+                if hint is not None:
+                    if hint > self.max_backoff:
+                        break
+                    wait = max(wait, hint)
+                await asyncio.sleep(wait)
+            for dep in candidates:
+                if round_ and not dep.breaker.available():
+                    continue
+                try:
+                    return await self._attempt(dep, request, context, tried)
+                except ShoalError as exc:
+                    cause = exc.__cause__
+                    if isinstance(cause, BackendFailure):
+                        if not cause.retryable:
+                            raise
+                        dep.breaker.failure(cause.retry_after)
+                        if self.observer is not None:
+                            self.observer.attempt_failed(dep, cause)
+                        log.warning("deployment %s failed before the first byte (%s); trying the next",
+                                    dep.name, cause.code or cause.status or "error")
+                    elif not isinstance(exc, OverloadedError):
+                        raise
+                    error = exc
+        assert error is not None
+        raise error
+
+    async def _attempt(self, dep: Deployment, request: GenerationRequest, context: RequestContext,
+                       tried: list[tuple[Deployment, GenerationStats]]) -> Generation:
+        """One try on ``dep``: take a slot, start, wait for the first event."""
+        await dep.admission.acquire()
         stats = GenerationStats(model=dep.card.id)
+        tried.append((dep, stats))
+        dep.breaker.attempt()
         try:
             events = dep.backend.generate(request)
         except Exception as exc:
             dep.admission.release()
             stats.status = "failed"
-            if self.hooks is not None:
-                await self.hooks.finish(context, dep, stats, token)
             raise to_shoal_error(exc) from exc
-        generation = Generation(dep, events, stats, context, self.hooks, token)
+        generation = Generation(dep, events, stats, context)
         try:
             await generation.prime(self.prime_timeout)
         except BaseException:
             await generation.aclose(status="failed")
             raise
+        if generation._first is not None or generation._pending is None:
+            dep.breaker.success()
+        generation.on_close = self._closed
         return generation
 
+    def _closed(self, generation: Generation) -> None:
+        """Keep the deployment's latency average and breaker up to date; tell the observer."""
+        dep, stats = generation.deployment, generation.stats
+        if stats.ttft_ms is not None:
+            dep.ttft_ewma = stats.ttft_ms if dep.ttft_ewma is None else 0.8 * dep.ttft_ewma + 0.2 * stats.ttft_ms
+        if stats.status == "failed":
+            dep.breaker.failure()
+        elif stats.status in ("completed", "incomplete"):
+            dep.breaker.success()
+        if self.observer is not None:
+            self.observer.closed(generation)
+
     async def aclose(self) -> None:
-        """Close every backend."""
+        """Close every backend (once each)."""
+        seen: set[int] = set()
         for dep in self.deployments:
-            await dep.backend.aclose()
+            if id(dep.backend) not in seen:
+                seen.add(id(dep.backend))
+                await dep.backend.aclose()
+
+
+class PipelineObserver(Protocol):
+    """Receives what the pipeline sees (metrics)."""
+
+    def attempt_failed(self, deployment: Deployment, failure: BackendFailure) -> None:
+        """A deployment failed before its first event (the request moved on)."""
+        ...
+
+    def closed(self, generation: Generation) -> None:
+        """A generation ended (any status)."""
+        ...
+
+
+def _retry_after(error: BaseException | None) -> float | None:
+    cause = error.__cause__ if error is not None else None
+    return cause.retry_after if isinstance(cause, BackendFailure) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-_CALL_KEYS = {"name", "arguments", "parameters", "type", "id"}
+_CALL_KEYS = frozenset({"name", "arguments", "parameters", "type", "id"})
 
 
 def compact(value: Any) -> str:

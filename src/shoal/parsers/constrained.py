@@ -20,7 +20,7 @@ from shoal.core.types import ToolCallDelta, ToolSpec
 from shoal.parsers.base import CallIds, Parsed
 
 MAX_PARALLEL_CALLS = 16
-_ARGUMENT_KEYS = {"arguments", "parameters"}
+_ARGUMENT_KEYS = frozenset({"arguments", "parameters"})
 
 
 def call_schema(tool: ToolSpec) -> dict[str, Any]:

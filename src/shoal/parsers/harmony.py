@@ -3,7 +3,7 @@
 The output is a series of messages, each a header and a body::
 
     <|channel|>analysis<|message|>Need the weather.<|end|>
-    <|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>
+    <|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"q":"x"}<|call|>
     <|start|>assistant<|channel|>final<|message|>It is sunny.<|return|>
 
 ``analysis`` bodies are reasoning, ``final`` (and ``commentary`` without a

@@ -22,7 +22,7 @@ from shoal.parsers.base import CallIds, Parsed, call_events
 from shoal.parsers.calls import as_calls
 
 FENCE = "```"
-JSON_FENCE_INFO = {"", "json", "json5", "jsonc", "tool_call", "tool_code"}
+JSON_FENCE_INFO = frozenset({"", "json", "json5", "jsonc", "tool_call", "tool_code"})
 _DECODER = json.JSONDecoder()
 
 
@@ -74,9 +74,45 @@ class LenientJsonToolParser:
         return out
 
 
+def missing_closers(text: str) -> str | None:
+    """The brackets that would close ``text`` if it is JSON cut short after a complete value, else None.
+
+    Small models sometimes stop one ``}`` early; ``{"name": "f", "arguments": {"q": "x"}`` is repaired,
+    text cut inside a string or after a comma or colon is not.
+    """
+    stack: list[str] = []
+    in_string = escape = False
+    last = ""
+    for char in text:
+        if in_string:
+            if escape:
+                escape = False
+            elif char == "\\":
+                escape = True
+            elif char == '"':
+                in_string = False
+            last = char
+            continue
+        if char.isspace():
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]" and (not stack or stack.pop() != char):
+            return None
+        last = char
+    if in_string or not stack or last in ",:{[":
+        return None
+    return "".join(reversed(stack))
+
+
 def _values(text: str) -> list[Any] | None:
-    """Every JSON value in ``text`` (separated only by whitespace), or None if anything else is there."""
-    values = []
+    """Every JSON value in ``text`` (separated only by whitespace), or None if anything else is there.
+
+    The last value may be missing its closing brackets (see :func:`missing_closers`).
+    """
+    values: list[Any] = []
     pos = 0
     while True:
         while pos < len(text) and text[pos].isspace():
@@ -86,7 +122,21 @@ def _values(text: str) -> list[Any] | None:
         try:
             value, pos = _DECODER.raw_decode(text, pos)
         except ValueError:
-            return None
+            rest = text[pos:].rstrip()
+            closers = missing_closers(rest)
+            if closers is None:
+                return None
+            try:
+                repaired = json.loads(rest + closers)
+            except ValueError:
+                return None
+            # A repaired call must have got as far as its arguments (not be cut right after its name).
+            items = repaired if isinstance(repaired, list) else [repaired]
+            if not all(isinstance(i, dict) and ({"arguments", "parameters"} & set(i) or "function" in i)
+                       for i in items):
+                return None
+            values.append(repaired)
+            return values
         values.append(value)
 
 

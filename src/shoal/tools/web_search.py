@@ -44,7 +44,8 @@ class SearxngProvider:
 
     name = "searxng"
 
-    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT_S, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT_S,
+                 client: httpx.AsyncClient | None = None) -> None:
         base = url.rstrip("/")
         self.endpoint = base if base.endswith("/search") else base + "/search"
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=True,

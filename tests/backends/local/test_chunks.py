@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.backends.local.chunks import ChunkTranslator, to_llama_body
+from shoal.backends.local.chunks import TOOL_RESULT_HINT, ChunkTranslator, to_llama_body
 from shoal.core.types import (
     Finish,
     GenerationRequest,
@@ -56,6 +56,7 @@ def test_messages_developer_becomes_system_and_history_is_kept() -> None:
                          "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}],
          "reasoning_content": "need the tool"},
         {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
+        {"role": "system", "content": TOOL_RESULT_HINT},  # ends with a tool result: answer from it
     ]
 
 
@@ -301,3 +302,10 @@ def test_response_format_and_reasoning_effort_are_passed_on() -> None:
     assert to_llama_body(req(reasoning_effort="low"))["chat_template_kwargs"] == {"reasoning_effort": "low"}
     assert to_llama_body(req(reasoning_effort="none"))["chat_template_kwargs"] == {
         "reasoning_effort": "none", "enable_thinking": False}
+
+
+def test_tool_result_hint_only_after_tool_results_and_can_be_off() -> None:
+    ends_with_tool = req(messages=(Message("user", "q"), Message("tool", "r", tool_call_id="c")))
+    assert to_llama_body(ends_with_tool)["messages"][-1] == {"role": "system", "content": TOOL_RESULT_HINT}
+    assert to_llama_body(ends_with_tool, tool_result_hint=False)["messages"][-1]["role"] == "tool"
+    assert to_llama_body(req())["messages"] == [{"role": "user", "content": "hi"}]

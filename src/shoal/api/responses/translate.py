@@ -34,7 +34,7 @@ from shoal.protocol.responses import (
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 ENCRYPTED_INCLUDE = "reasoning.encrypted_content"
 SOURCES_INCLUDE = "web_search_call.action.sources"
-KNOWN_INCLUDES = {LOGPROBS_INCLUDE, ENCRYPTED_INCLUDE, SOURCES_INCLUDE}
+KNOWN_INCLUDES = frozenset({LOGPROBS_INCLUDE, ENCRYPTED_INCLUDE, SOURCES_INCLUDE})
 
 WEB_SEARCH = ToolSpec(
     "web_search",

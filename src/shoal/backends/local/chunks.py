@@ -5,6 +5,7 @@ Kept pure (no engine) so it is unit-tested on recorded chunks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from shoal.core.types import (
@@ -75,12 +76,13 @@ TOOL_RESULT_HINT = "Answer the user's question in plain language using the tool 
 def to_llama_body(request: GenerationRequest, *, tool_result_hint: bool = True) -> dict[str, Any]:
     """The OpenAI-style body llama.cpp's ``handle_chat_completions`` takes (always streamed).
 
-    A conversation that ends with tool results gets a one-line system hint to
-    answer from them (``tool_result_hint``). Tools are rendered by the model's template. ``auto`` leaves the choice to the
+    Tools are rendered by the model's template. ``auto`` leaves the choice to the
     model (llama.cpp parses its native format; :class:`ChunkTranslator` the
     lenient ones). ``required`` and a named function are enforced by a JSON
     schema over the allowed calls (``tool_choice`` is sent as ``none`` so that
     llama.cpp accepts the schema next to the tools and leaves the output to us).
+    A conversation that ends with tool results gets a one-line system hint to
+    answer from them (``tool_result_hint``).
     """
     s = request.sampling
     messages = [_message(m) for m in request.messages]
@@ -213,7 +215,7 @@ class ChunkTranslator:
                 self.finish_reason = reason
         return events
 
-    def _parse(self, parsed: list[GenerationEvent]) -> list[GenerationEvent]:
+    def _parse(self, parsed: Sequence[GenerationEvent]) -> list[GenerationEvent]:
         out: list[GenerationEvent] = []
         for event in parsed:
             if isinstance(event, TextDelta):

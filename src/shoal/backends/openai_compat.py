@@ -1,0 +1,203 @@
+"""An OpenAI-compatible upstream: vLLM, SGLang, llama-server, Ollama, OpenAI, DigitalOcean.
+
+Every request goes out as a streamed chat completion (``stream_options.include_usage``)
+and comes back through the same chunk translator the local engine uses, so
+tools, reasoning (``reasoning_content`` or ``reasoning`` deltas), logprobs and
+cached tokens (``usage.prompt_tokens_details.cached_tokens``) arrive as the
+same core events. An upstream that only speaks chat completions therefore
+serves the whole Responses API too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from shoal.backends.base import BackendFailure, ModelCard
+from shoal.backends.local.chunks import ChunkTranslator
+from shoal.backends.upstream import UpstreamConfig, UpstreamHTTP, dropped
+from shoal.core.types import (
+    Finish,
+    GenerationEvent,
+    GenerationRequest,
+    Message,
+    NamedTool,
+    ResponseFormat,
+    ToolSpec,
+    Usage,
+)
+
+
+def _message(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": "system" if msg.role == "developer" else msg.role, "content": msg.content}
+    if msg.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in msg.tool_calls
+        ]
+        if not msg.content:
+            out["content"] = None
+    if msg.tool_call_id:
+        out["tool_call_id"] = msg.tool_call_id
+    if msg.reasoning:
+        out["reasoning_content"] = msg.reasoning
+    return out
+
+
+def _tool(tool: ToolSpec) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": tool.name,
+                          "parameters": tool.parameters or {"type": "object", "properties": {}}}
+    if tool.description:
+        fn["description"] = tool.description
+    if tool.strict:
+        fn["strict"] = True
+    return {"type": "function", "function": fn}
+
+
+def _response_format(fmt: ResponseFormat) -> dict[str, Any] | None:
+    if fmt.type == "json_object":
+        return {"type": "json_object"}
+    if fmt.type == "json_schema":
+        schema: dict[str, Any] = {"name": fmt.name or "response", "strict": fmt.strict, "schema": fmt.schema or {}}
+        if fmt.description:
+            schema["description"] = fmt.description
+        return {"type": "json_schema", "json_schema": schema}
+    return None
+
+
+def chat_body(request: GenerationRequest, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The streamed ``/chat/completions`` body of ``request`` for the upstream's ``model``."""
+    s = request.sampling
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [_message(m) for m in request.messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    for name, value in (("temperature", s.temperature), ("top_p", s.top_p), ("seed", s.seed),
+                        ("max_tokens", s.max_tokens), ("user", request.user),
+                        ("reasoning_effort", request.reasoning_effort)):
+        if value is not None:
+            body[name] = value
+    if s.stop:
+        body["stop"] = list(s.stop)
+    if s.logprobs:
+        body["logprobs"] = True
+        if s.top_logprobs:
+            body["top_logprobs"] = s.top_logprobs
+    if request.response_format is not None:
+        fmt = _response_format(request.response_format)
+        if fmt is not None:
+            body["response_format"] = fmt
+    if request.tools:
+        body["tools"] = [_tool(t) for t in request.tools]
+        choice = request.tool_choice
+        body["tool_choice"] = ({"type": "function", "function": {"name": choice.name}}
+                               if isinstance(choice, NamedTool) else choice)
+        if not request.parallel_tool_calls:
+            body["parallel_tool_calls"] = False
+    if extra:
+        body.update(extra)
+    return body
+
+
+def normalize_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+    """Map the ``reasoning`` delta field (vLLM ≥0.9, Ollama, OpenRouter) to ``reasoning_content``."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and delta.get("reasoning") and not delta.get("reasoning_content"):
+            delta["reasoning_content"] = delta.pop("reasoning")
+    return chunk
+
+
+def reported_reasoning_tokens(chunk: dict[str, Any]) -> int | None:
+    """``usage.completion_tokens_details.reasoning_tokens`` when the upstream counts them."""
+    usage = chunk.get("usage") or {}
+    details = usage.get("completion_tokens_details") or {}
+    value = details.get("reasoning_tokens")
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def translation_view(request: GenerationRequest) -> GenerationRequest:
+    """The request as the chunk translator should parse the upstream's content.
+
+    Upstreams that parse calls send ``delta.tool_calls``; those that do not (a
+    model writing its call as JSON or ``<tool_call>`` text, as small models behind
+    llama-server do) get the same lenient parsing as the local engine. The choice
+    was enforced upstream, so content is always parsed as under ``auto``.
+    """
+    if request.tools and request.tool_choice != "none":
+        return replace(request, tool_choice="auto")
+    return replace(request, tools=(), tool_choice="none")
+
+
+class OpenAICompatBackend:
+    """Serves one catalog model from an OpenAI-compatible ``/chat/completions`` upstream."""
+
+    def __init__(self, name: str, card: ModelCard, config: UpstreamConfig, capacity: int = 64) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.card = card
+        self.config = config
+        key = config.api_key()
+        self.http = UpstreamHTTP(config, who=f"upstream {name}",
+                                 auth_headers={"Authorization": f"Bearer {key}"} if key else {})
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatBackend({self.name!r}, {self.config.base_url!r})"
+
+    def models(self) -> list[ModelCard]:
+        """The catalog model this deployment serves."""
+        return [self.card]
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Stream the upstream's chunks as core events; :class:`BackendFailure` on any failure."""
+        body = chat_body(request, self.config.model, self.config.extra_body)
+        translator = ChunkTranslator(translation_view(request))
+        reasoning_tokens: int | None = None
+        finished = False
+        async with self.http.post("chat/completions", body) as response:
+            async for _, data in self.http.sse(response):
+                if data.strip() == "[DONE]":
+                    finished = True
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError as exc:
+                    raise dropped(self.http.who, "malformed chunk") from exc
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk and not chunk.get("choices"):
+                    err = chunk["error"]
+                    message = err.get("message") if isinstance(err, dict) else str(err)
+                    raise BackendFailure(f"{self.http.who} failed while streaming: {message}",
+                                         code="upstream_error")
+                reasoning_tokens = reported_reasoning_tokens(chunk) or reasoning_tokens
+                for event in translator.feed(normalize_chunk(chunk)):
+                    yield event
+            if not finished and translator.finish_reason is None:
+                raise dropped(self.http.who)
+        events = translator.close()
+        for event in events:
+            if isinstance(event, Finish) and reasoning_tokens is not None:
+                u = event.usage
+                event = Finish(event.reason, Usage(u.input_tokens, u.output_tokens, u.cached_tokens,
+                                                   min(reasoning_tokens, u.output_tokens) or reasoning_tokens,
+                                                   u.tool_output_tokens))
+            yield event
+
+    async def health(self) -> dict[str, Any]:
+        """``ok`` when the upstream lists its models."""
+        started = time.perf_counter()
+        try:
+            await self.http.get_json("models")
+        except BackendFailure as exc:
+            return {"status": "error", "error": exc.message}
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.http.aclose()

@@ -1,0 +1,221 @@
+"""What every HTTP upstream backend shares: the aiohttp session, timeouts, SSE lines, error mapping.
+
+One :class:`UpstreamHTTP` per backend holds one pooled ``aiohttp.ClientSession``
+(created lazily inside the running loop, closed in ``aclose``). Every failure
+becomes a :class:`BackendFailure` that says whether another attempt (or another
+deployment) may succeed: connect errors, timeouts, 5xx and 429 are retryable;
+other 4xx are the request's fault (400 with the upstream's message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from shoal.backends.base import BackendFailure
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed to connect, to get the first byte of the answer, and between two reads."""
+
+    connect: float = 5.0
+    first_byte: float = 30.0
+    read: float = 120.0
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """How to reach one upstream deployment.
+
+    ``api_key_env`` names the environment variable holding the key (the key
+    itself never appears in config, logs or reprs). ``model`` is the upstream's
+    name of the model.
+    """
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_connections: int = 256
+    headers: dict[str, str] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    def api_key(self) -> str | None:
+        """The key, read from the environment at call time."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``retry-after`` in seconds (a number or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_message(body: str) -> str:
+    """The ``error.message`` of an OpenAI- or Anthropic-style error body, else the body itself (trimmed)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:500]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return body.strip()[:500]
+
+
+def failure_for_status(status: int, body: str, headers: Any, who: str) -> BackendFailure:
+    """The failure for an upstream's non-2xx answer."""
+    message = error_message(body) or f"HTTP {status}"
+    retry_after = parse_retry_after(headers.get("retry-after") if headers is not None else None)
+    if status == 429:
+        return BackendFailure(f"{who} is rate limited: {message}", status=status, retryable=True,
+                              retry_after=retry_after, code="upstream_rate_limited")
+    if status in (401, 403):
+        # The deployment's key is wrong: not the caller's fault; another deployment may work.
+        return BackendFailure(f"{who} refused Shoal's credentials (HTTP {status}).", status=status,
+                              retryable=True, code="upstream_auth")
+    if status == 408 or status >= 500:
+        return BackendFailure(f"{who} failed (HTTP {status}): {message}", status=status, retryable=True,
+                              retry_after=retry_after, code="upstream_error")
+    code = "context_length_exceeded" if "context" in message.lower() and (
+        "exceed" in message.lower() or "too long" in message.lower()) else None
+    return BackendFailure(message, client_error=True, status=status, code=code)
+
+
+def dropped(who: str, detail: str = "") -> BackendFailure:
+    """The failure of a stream that ended before it finished."""
+    return BackendFailure(f"{who} closed the stream before it finished{': ' + detail if detail else ''}.",
+                          retryable=True, code="upstream_dropped")
+
+
+class UpstreamHTTP:
+    """A pooled HTTP client of one upstream (lazy session, bounded waits)."""
+
+    def __init__(self, config: UpstreamConfig, who: str, auth_headers: dict[str, str]) -> None:
+        self.config = config
+        self.who = who
+        self._auth = auth_headers
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            t = self.config.timeouts
+            self._session = aiohttp.ClientSession(
+                base_url=None,
+                timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect,
+                                              sock_read=t.read),
+                connector=aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300),
+                headers={**self.config.headers, **self._auth},
+                json_serialize=json.dumps,
+            )
+        return self._session
+
+    def url(self, path: str) -> str:
+        """``base_url`` joined with ``path``."""
+        return self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    @asynccontextmanager
+    async def post(self, path: str, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``body``; yields the 2xx response, raises :class:`BackendFailure` otherwise."""
+        session = self._get_session()
+        timeouts = self.config.timeouts
+        try:
+            response = await asyncio.wait_for(session.post(self.url(path), json=body), timeouts.first_byte)
+        except asyncio.TimeoutError as exc:
+            raise BackendFailure(f"{self.who} sent no answer within {timeouts.first_byte:g} s.", retryable=True,
+                                 code="upstream_timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise BackendFailure(f"Cannot reach {self.who}: {type(exc).__name__}.", retryable=True,
+                                 code="upstream_unavailable") from exc
+        try:
+            if response.status >= 300:
+                try:
+                    text = await asyncio.wait_for(response.text(errors="replace"), timeouts.read)
+                except (asyncio.TimeoutError, aiohttp.ClientError):
+                    text = ""
+                raise failure_for_status(response.status, text, response.headers, self.who)
+            yield response
+        finally:
+            response.release()
+
+    async def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The body's lines; the first within the first-byte timeout, then read-timeout between lines."""
+        content = response.content
+        first = True
+        while True:
+            try:
+                if first:
+                    line = await asyncio.wait_for(content.readline(), self.config.timeouts.first_byte)
+                    first = False
+                else:
+                    line = await content.readline()
+            except asyncio.TimeoutError as exc:
+                raise BackendFailure(f"{self.who} stopped sending.", retryable=True,
+                                     code="upstream_timeout") from exc
+            except aiohttp.ClientError as exc:
+                raise dropped(self.who, type(exc).__name__) from exc
+            if not line:
+                return
+            yield line
+
+    async def sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
+        """``(event, data)`` pairs of a server-sent-event stream (``event`` is ``""`` when unnamed)."""
+        event = ""
+        data: list[str] = []
+        async for raw in self.lines(response):
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if not line:
+                if data:
+                    yield event, "\n".join(data)
+                event, data = "", []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+        if data:
+            yield event, "\n".join(data)
+
+    async def get_json(self, path: str, timeout: float = 5.0) -> Any:
+        """GET ``path`` as JSON (health probes); raises :class:`BackendFailure`."""
+        session = self._get_session()
+        try:
+            async with session.get(self.url(path), timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                if response.status >= 300:
+                    raise failure_for_status(response.status, await response.text(), response.headers, self.who)
+                return await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise BackendFailure(f"Cannot reach {self.who}: {type(exc).__name__}.", retryable=True,
+                                 code="upstream_unavailable") from exc
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None

@@ -1,0 +1,235 @@
+"""The model catalog: models (with prices, capabilities, deployments) and routers, from the config file.
+
+Validated with pydantic; a malformed catalog fails at start with ``file:line: problem``
+(the line comes from the YAML node the problem is in).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shoal.backends.base import ModelCard
+from shoal.routing.router import RouterSpec
+from shoal.routing.strategies import POLICIES
+
+CAPABILITIES = ("tools", "json_schema", "reasoning", "vision")
+BASE_CAPABILITIES = ("chat", "responses", "streaming")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Pricing(_Strict):
+    """USD per 1M tokens."""
+
+    input: float = Field(0.0, ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    output: float = Field(0.0, ge=0)
+
+
+class Timeouts(_Strict):
+    """Seconds to connect, to the first byte, and between two reads."""
+
+    connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(30.0, gt=0)
+    read: float = Field(120.0, gt=0)
+
+
+class LocalDeployment(_Strict):
+    """A GGUF run by llama.cpp in this process: ``path``, a ``packaged`` name, or ``hf: repo/file``."""
+
+    type: Literal["local"]
+    name: str | None = None
+    path: str | None = None
+    packaged: str | None = None
+    hf: str | None = None
+    parallel: int | None = Field(None, ge=1)
+    ctx_per_slot: int | None = Field(None, ge=256)
+    threads: int | None = Field(None, ge=1)
+    capabilities: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LocalDeployment:
+        given = [k for k in ("path", "packaged", "hf") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("a local deployment needs exactly one of path, packaged, hf")
+        if self.hf and self.hf.count("/") < 2:
+            raise ValueError("hf must be 'owner/repo/file.gguf'")
+        return self
+
+    @property
+    def source(self) -> str:
+        """What to resolve: the path or packaged name (hf is resolved separately)."""
+        return str(self.path or self.packaged or self.hf)
+
+
+class _Upstream(_Strict):
+    name: str | None = None
+    base_url: str
+    api_key_env: str | None = None
+    model: str
+    max_concurrency: int = Field(64, ge=1)
+    timeouts: Timeouts = Timeouts()
+    headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    capabilities: tuple[str, ...] | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value
+
+
+class OpenAIDeployment(_Upstream):
+    """An OpenAI-compatible upstream (vLLM, SGLang, llama-server, Ollama, OpenAI, DigitalOcean)."""
+
+    type: Literal["openai"]
+
+
+class AnthropicDeployment(_Upstream):
+    """An Anthropic Messages API upstream."""
+
+    type: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    max_tokens: int = Field(4096, ge=1)
+    """Sent when the request sets none (Anthropic requires it)."""
+    cache_prompt: bool = True
+    """Mark the system prompt and the conversation prefix with ``cache_control``."""
+
+
+DeploymentSpec = Annotated[Union[LocalDeployment, OpenAIDeployment, AnthropicDeployment],
+                           Field(discriminator="type")]
+
+
+class ModelEntry(_Strict):
+    """One model of the catalog."""
+
+    id: str = Field(min_length=1)
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    context_length: int = Field(8192, ge=1)
+    capabilities: tuple[str, ...] = ()
+    pricing: Pricing = Pricing()
+    owned_by: str = "shoal"
+    deployments: tuple[DeploymentSpec, ...] = Field(min_length=1)
+
+    @field_validator("capabilities", mode="before")
+    @classmethod
+    def _caps(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return tuple(k for k, v in value.items() if v)
+        return value
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_caps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in value if c not in CAPABILITIES]
+        if unknown:
+            raise ValueError(f"unknown capability {', '.join(unknown)}; known: {', '.join(CAPABILITIES)}")
+        return value
+
+    def card(self, capabilities: tuple[str, ...] | None = None, extra: dict[str, Any] | None = None) -> ModelCard:
+        """The card of this model (``capabilities`` of one deployment, if it overrides them)."""
+        caps = self.capabilities if capabilities is None else capabilities
+        return ModelCard(
+            id=self.id, owned_by=self.owned_by, created=0, context_length=self.context_length,
+            capabilities=(*BASE_CAPABILITIES, *caps), aliases=self.aliases, description=self.description,
+            extra={**(extra or {}), "pricing": self.pricing.model_dump(exclude_none=True)},
+        )
+
+
+class RouterEntry(_Strict):
+    """A name that picks among several models per request."""
+
+    id: str = Field(min_length=1)
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    policy: Literal["cheapest", "fastest", "quality"] = "quality"
+    models: tuple[str, ...] = Field(min_length=1)
+
+    def spec(self) -> RouterSpec:
+        """The routing form."""
+        assert self.policy in POLICIES
+        return RouterSpec(id=self.id, models=self.models, policy=self.policy, aliases=self.aliases,
+                          description=self.description)
+
+
+class Catalog(_Strict):
+    """Every catalog model and router."""
+
+    models: tuple[ModelEntry, ...] = ()
+    routers: tuple[RouterEntry, ...] = ()
+
+    @model_validator(mode="after")
+    def _names(self) -> Catalog:
+        seen: dict[str, str] = {}
+        for kind, entries in (("model", self.models), ("router", self.routers)):
+            for entry in entries:
+                for name in (entry.id, *entry.aliases):
+                    if name in seen:
+                        raise ValueError(f"{kind} {entry.id}: the name {name!r} is already used by {seen[name]}")
+                    seen[name] = entry.id
+        ids = {m.id for m in self.models} | {a for m in self.models for a in m.aliases}
+        for router in self.routers:
+            unknown = [m for m in router.models if m not in ids]
+            if unknown:
+                raise ValueError(f"router {router.id}: unknown model(s) {', '.join(unknown)}")
+        return self
+
+    def entry(self, model_id: str) -> ModelEntry | None:
+        """The entry with this id, if any."""
+        return next((m for m in self.models if m.id == model_id), None)
+
+
+def _node_line(root: Any, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (or of its closest existing parent)."""
+    import yaml
+
+    node = root
+    if node is None:
+        return None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                continue  # a missing field or a union tag: stay on the parent
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+    return node.start_mark.line + 1
+
+
+def _entry_loc(data: dict[str, Any], message: str) -> tuple[Any, ...]:
+    """Where a whole-catalog problem ("router X: ...") is: that entry's position."""
+    kind, _, rest = message.partition(" ")
+    name = rest.partition(":")[0]
+    section = {"model": "models", "router": "routers"}.get(kind)
+    for index, entry in enumerate(data.get(section or "", ()) or ()):
+        if isinstance(entry, dict) and entry.get("id") == name:
+            return (section, index)
+    return ()
+
+
+def parse_catalog(data: dict[str, Any], root: Any, path: Path | str) -> Catalog:
+    """Validate ``data`` (``models`` entries that are mappings, and ``routers``); ``file:line: problem`` on error."""
+    from shoal.config import ConfigError
+
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            message = err.get("msg", "invalid").removeprefix("Value error, ")
+            if not loc:
+                loc = _entry_loc(data, message)
+            line = _node_line(root, loc)
+            where = ".".join(str(p) for p in loc)
+            problems.append(f"{path}{f':{line}' if line else ''}: {where}: {message}")
+        raise ConfigError("\n".join(problems)) from exc

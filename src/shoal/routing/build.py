@@ -1,0 +1,116 @@
+"""Builds the backends of ``shoal serve`` from the catalog (and the ``--model`` shortcuts)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from shoal.backends.base import Backend, ModelCard
+from shoal.config import ConfigError, Settings
+from shoal.core.types import GenerationEvent, GenerationRequest
+
+log = logging.getLogger("shoal.catalog")
+
+
+class CatalogCard:
+    """A backend shown under its catalog card (id, aliases, capabilities, prices) instead of its own."""
+
+    def __init__(self, backend: Backend, card: ModelCard, name: str | None = None) -> None:
+        self.inner = backend
+        self.card = card
+        self.name = name or backend.name
+        self.capacity = backend.capacity
+
+    def models(self) -> list[ModelCard]:
+        """The catalog card."""
+        return [self.card]
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """The inner backend's generation."""
+        return self.inner.generate(request)
+
+    async def health(self) -> dict[str, Any]:
+        """The inner backend's health."""
+        return await self.inner.health()
+
+    async def aclose(self) -> None:
+        """Close the inner backend."""
+        await self.inner.aclose()
+
+
+def resolve_hf(spec: str, cache_dir: Path) -> Path:
+    """``owner/repo/file.gguf`` from the local Hugging Face hub cache, downloaded when a network exists."""
+    owner, repo, filename = spec.split("/", 2)
+    try:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    except ImportError as exc:
+        raise ConfigError(f"hf: {spec} needs the huggingface_hub package (pip install huggingface_hub)") from exc
+    cached = try_to_load_from_cache(f"{owner}/{repo}", filename)
+    if isinstance(cached, str):
+        return Path(cached)
+    try:
+        return Path(hf_hub_download(f"{owner}/{repo}", filename))
+    except Exception as exc:  # noqa: BLE001 - offline, missing file, gated repo: all end the start
+        raise ConfigError(f"hf: {spec} is not in the local hub cache and could not be downloaded: {exc}") from exc
+
+
+def _local(settings: Settings, entry: Any, spec: Any, index: int) -> Backend:
+    from shoal.backends.local.engine import LocalBackend, LocalModelConfig
+    from shoal.backends.local.factory import _load_with_progress
+    from shoal.backends.local.packaged import default_cache_dir, resolve_model_path
+
+    cache_dir = settings.model_cache or default_cache_dir()
+    path = resolve_hf(spec.hf, cache_dir) if spec.hf else resolve_model_path(spec.source, cache_dir)[0]
+    ctx = min(spec.ctx_per_slot or settings.ctx_per_slot, entry.context_length)
+    backend = LocalBackend(LocalModelConfig(
+        model_id=entry.id, path=path, parallel=spec.parallel or settings.parallel, ctx_per_slot=ctx,
+        threads=spec.threads or settings.threads, aliases=entry.aliases, description=entry.description,
+        verbose=settings.log_level == "debug"))
+    seconds = _load_with_progress(backend)
+    log.info("loaded %s (%s) in %.1f s", entry.id, path.name, seconds)
+    card = entry.card(spec.capabilities, {"engine": "llama.cpp", "file": path.name})
+    return CatalogCard(backend, card, spec.name or f"{entry.id}/local-{index}")
+
+
+def _upstream(entry: Any, spec: Any, index: int) -> Backend:
+    from shoal.backends.upstream import Timeouts, UpstreamConfig
+
+    config = UpstreamConfig(base_url=spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
+                            timeouts=Timeouts(**spec.timeouts.model_dump()), headers=dict(spec.headers),
+                            extra_body=dict(spec.extra_body))
+    name = spec.name or f"{entry.id}/{spec.type}-{index}"
+    card = entry.card(spec.capabilities, {"upstream": spec.type})
+    if spec.type == "anthropic":
+        from shoal.backends.anthropic import AnthropicBackend
+
+        return AnthropicBackend(name, card, config, capacity=spec.max_concurrency, max_tokens=spec.max_tokens,
+                                cache_prompt=spec.cache_prompt)
+    from shoal.backends.openai_compat import OpenAICompatBackend
+
+    return OpenAICompatBackend(name, card, config, capacity=spec.max_concurrency)
+
+
+def catalog_backends(settings: Settings) -> list[Backend]:
+    """The ``--model`` shortcuts' local backends, then one backend per catalog deployment."""
+    from shoal.backends.local.factory import local_backends
+
+    backends: list[Backend] = local_backends(settings) if settings.models else []
+    catalog = settings.catalog
+    if catalog is None:
+        return backends
+    for entry in catalog.models:
+        for index, spec in enumerate(entry.deployments):
+            if spec.type == "local":
+                backends.append(_local(settings, entry, spec, index))
+            else:
+                backends.append(_upstream(entry, spec, index))
+                log.info("model %s: upstream %s (%s)", entry.id, spec.base_url, spec.type)
+    return backends
+
+
+def router_specs(settings: Settings) -> list[Any]:
+    """The catalog's routers, in routing form."""
+    catalog = settings.catalog
+    return [r.spec() for r in catalog.routers] if catalog is not None else []

@@ -1,0 +1,141 @@
+"""Model names to ordered deployment candidates: model groups, aliases and catalog routers.
+
+A model id (or alias) names a group of deployments of one model, load-balanced
+by fewest outstanding requests. A router id names several models and a policy;
+it picks, per request, the deployments that can serve it (tools, JSON schema,
+context length), in policy order, skipping deployments whose circuit is open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shoal.backends.base import ModelCard
+from shoal.core.context import RequestContext
+from shoal.core.types import GenerationRequest
+from shoal.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
+from shoal.routing.strategies import by_load, order_models, unfit
+
+if TYPE_CHECKING:
+    from shoal.core.pipeline import Deployment
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    """A catalog router: a name clients use as ``model``, the models it picks from, and how."""
+
+    id: str
+    models: tuple[str, ...]
+    policy: str = "quality"
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    created: int = 0
+
+    def card(self, context_length: int) -> ModelCard:
+        """How /v1/models lists this router."""
+        return ModelCard(id=self.id, owned_by="shoal", created=self.created, context_length=context_length,
+                         capabilities=("router",), aliases=self.aliases, description=self.description,
+                         extra={"router": {"policy": self.policy, "models": list(self.models)}})
+
+
+@dataclass
+class Plan:
+    """The deployments to try for one request, best first."""
+
+    model: str
+    candidates: list["Deployment"] = field(default_factory=list)
+
+
+class Router:
+    """Resolves names and plans candidates; holds no state besides the deployments' own."""
+
+    def __init__(self, deployments: Sequence["Deployment"], routers: Sequence[RouterSpec] = ()) -> None:
+        self.groups: dict[str, list["Deployment"]] = {}
+        self._names: dict[str, str] = {}
+        for dep in deployments:
+            self.groups.setdefault(dep.card.id, []).append(dep)
+        for model_id, deps in self.groups.items():
+            for name in (model_id, *(a for d in deps for a in d.card.aliases)):
+                self._names.setdefault(name, model_id)
+        self.routers: dict[str, RouterSpec] = {}
+        for spec in routers:
+            unknown = [m for m in spec.models if m not in self._names]
+            if unknown:
+                raise ValueError(f"router {spec.id}: unknown model(s) {', '.join(unknown)}")
+            for name in (spec.id, *spec.aliases):
+                if name in self._names or name in self.routers:
+                    raise ValueError(f"router {spec.id}: the name {name!r} is already taken")
+                self.routers[name] = spec
+
+    def cards(self, context: RequestContext | None = None) -> list[ModelCard]:
+        """One card per model (its first deployment's) and per router, in configuration order."""
+        out = [deps[0].card for model_id, deps in self.groups.items()
+               if context is None or context.may_use(model_id)]
+        seen: set[str] = set()
+        for spec in self.routers.values():
+            if spec.id in seen or (context is not None and not self._allowed(spec, context)):
+                continue
+            seen.add(spec.id)
+            lengths = [self.groups[self._names[m]][0].card.context_length for m in spec.models]
+            out.append(spec.card(max(lengths, default=0)))
+        return out
+
+    def _allowed(self, spec: RouterSpec, context: RequestContext) -> list[str]:
+        models = [self._names[m] for m in spec.models]
+        if context.may_use(spec.id):
+            return models
+        return [m for m in models if context.may_use(m)]
+
+    def resolve(self, model: str, context: RequestContext | None = None) -> "Deployment":
+        """The deployment a name would go to first, ignoring the request (404 if unknown or not allowed)."""
+        context = context or RequestContext()
+        groups = self._groups_for(model, context)
+        return by_load(groups[0])[0]
+
+    def _groups_for(self, model: str, context: RequestContext) -> list[list["Deployment"]]:
+        spec = self.routers.get(model)
+        if spec is not None:
+            groups = [self.groups[m] for m in self._allowed(spec, context)]
+        else:
+            model_id = self._names.get(model)
+            groups = [self.groups[model_id]] if model_id is not None and context.may_use(model_id) else []
+        if not groups:
+            raise ModelNotFoundError(model)
+        return groups
+
+    def plan(self, request: GenerationRequest, context: RequestContext) -> Plan:
+        """Candidates for ``request``: capable, circuit closed, in policy then load order.
+
+        A router never sends a request to a deployment that lacks what it needs
+        (400 when none can serve it); a model named directly prefers its capable
+        deployments and otherwise lets its backend answer. 503 (with
+        ``retry-after``) when every capable one is cooling down after failures.
+        """
+        spec = self.routers.get(request.model)
+        groups = self._groups_for(request.model, context)
+        if spec is not None:
+            groups = order_models(groups, spec.policy, request)
+        capable: list["Deployment"] = []
+        reasons: list[str] = []
+        for deps in groups:
+            for dep in by_load(deps):
+                why = unfit(dep.card, request)
+                if why is None:
+                    capable.append(dep)
+                else:
+                    reasons.append(f"{dep.name} {why}")
+        if not capable and spec is None:
+            # A model named directly: its own backend answers what it cannot do (as without a catalog).
+            capable = [dep for deps in groups for dep in by_load(deps)]
+        if not capable:
+            raise InvalidRequestError(f"No deployment of {request.model!r} can serve this request: "
+                                      + "; ".join(dict.fromkeys(reasons)) + ".", param="model",
+                                      code="model_not_capable")
+        ready = [dep for dep in capable if dep.breaker.available()]
+        if not ready:
+            wait = min(dep.breaker.retry_in() for dep in capable)
+            raise OverloadedError(f"Every deployment of {request.model!r} is failing; retry shortly.",
+                                  code="upstream_unavailable", headers={"retry-after": str(max(1, round(wait)))})
+        return Plan(model=request.model, candidates=ready)

@@ -1,0 +1,115 @@
+"""Routing decisions: capabilities, context, policies, load, breakers, access (scripted backends)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.backends.base import ModelCard
+from shoal.core.admission import Admission
+from shoal.core.context import RequestContext
+from shoal.core.pipeline import Deployment
+from shoal.core.types import GenerationRequest, Message, ResponseFormat, SamplingParams, ToolSpec
+from shoal.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
+from shoal.routing.router import Router, RouterSpec
+from tests.scripted import ScriptedBackend
+
+
+def card(model_id: str, caps: tuple[str, ...] = (), ctx: int = 4096, price: float = 0.0) -> ModelCard:
+    return ModelCard(id=model_id, owned_by="t", created=0, context_length=ctx, capabilities=caps,
+                     aliases=(f"{model_id}-alias",), extra={"pricing": {"input": price, "output": price}})
+
+
+def dep(c: ModelCard, name: str, slots: int = 2) -> Deployment:
+    return Deployment(c, ScriptedBackend(cards=[c], name=name), Admission(slots, 4), name=name)
+
+
+def req(model: str, *, tools: bool = False, schema: bool = False, prompt: str = "hi",
+        max_tokens: int | None = None) -> GenerationRequest:
+    return GenerationRequest(model=model, messages=(Message("user", prompt),),
+                             tools=(ToolSpec("f"),) if tools else (),
+                             response_format=ResponseFormat("json_schema", schema={}) if schema else None,
+                             sampling=SamplingParams(max_tokens=max_tokens))
+
+
+CTX = RequestContext()
+
+
+def names(router: Router, request: GenerationRequest) -> list[str]:
+    return [d.name for d in router.plan(request, CTX).candidates]
+
+
+@pytest.fixture
+def router() -> Router:
+    cheap = card("cheap", (), ctx=1024, price=0.1)
+    tooly = card("tooly", ("tools",), price=5)
+    smart = card("smart", ("tools", "json_schema"), ctx=32000, price=10)
+    deps = [dep(cheap, "cheap-1"), dep(tooly, "tooly-1"), dep(smart, "smart-1")]
+    return Router(deps, [RouterSpec("auto", ("smart", "tooly", "cheap"), policy="cheapest"),
+                         RouterSpec("best", ("smart", "tooly", "cheap"), policy="quality")])
+
+
+def test_a_request_with_tools_never_goes_to_a_deployment_without_tools(router: Router) -> None:
+    assert names(router, req("auto", tools=True)) == ["tooly-1", "smart-1"]
+    assert names(router, req("best", tools=True)) == ["smart-1", "tooly-1"]
+
+
+def test_cheapest_and_quality_orders(router: Router) -> None:
+    assert names(router, req("auto")) == ["cheap-1", "tooly-1", "smart-1"]
+    assert names(router, req("best")) == ["smart-1", "tooly-1", "cheap-1"]
+
+
+def test_json_schema_and_context_length_filter(router: Router) -> None:
+    assert names(router, req("auto", schema=True)) == ["smart-1"]
+    long = "word " * 4000  # ~5000 tokens: only the 32k model fits
+    assert names(router, req("auto", prompt=long)) == ["smart-1"]
+    assert names(router, req("auto", max_tokens=2000)) == ["tooly-1", "smart-1"]
+
+
+def test_no_capable_deployment_is_a_400(router: Router) -> None:
+    with pytest.raises(InvalidRequestError, match="tools"):
+        Router(router.groups["cheap"], [RouterSpec("r", ("cheap",))]).plan(req("r", tools=True), CTX)
+
+
+def test_fastest_prefers_the_lowest_measured_ttft() -> None:
+    a, b = dep(card("a"), "a-1"), dep(card("b"), "b-1")
+    a.ttft_ewma, b.ttft_ewma = 300.0, 40.0
+    assert names(Router([a, b], [RouterSpec("fast", ("a", "b"), policy="fastest")]), req("fast")) == ["b-1", "a-1"]
+
+
+def test_deployments_of_one_model_by_fewest_outstanding() -> None:
+    c = card("m")
+    one, two = dep(c, "one"), dep(c, "two")
+    router = Router([one, two])
+    assert names(router, req("m")) == ["one", "two"]
+    one.admission.running = 2
+    assert names(router, req("m-alias")) == ["two", "one"]
+    assert router.resolve("m").name == "two"
+
+
+def test_open_breakers_are_skipped_and_all_open_is_503() -> None:
+    c = card("m")
+    one, two = dep(c, "one"), dep(c, "two")
+    router = Router([one, two])
+    one.breaker.failure(retry_after=30)
+    assert names(router, req("m")) == ["two"]
+    two.breaker.failure(retry_after=5)
+    with pytest.raises(OverloadedError) as info:
+        router.plan(req("m"), CTX)
+    assert info.value.headers["retry-after"] == "5"
+
+
+def test_access_scopes_routers_and_models(router: Router) -> None:
+    scoped = RequestContext(allowed_models=frozenset({"cheap", "tooly"}))
+    assert [d.name for d in router.plan(req("auto"), scoped).candidates] == ["cheap-1", "tooly-1"]
+    with pytest.raises(ModelNotFoundError):
+        router.plan(req("smart"), scoped)
+    assert [c.id for c in router.cards(scoped)] == ["cheap", "tooly", "auto", "best"]
+    assert router.cards()[-1].extra["router"] == {"policy": "quality", "models": ["smart", "tooly", "cheap"]}
+
+
+def test_router_names_must_be_free_and_models_known(router: Router) -> None:
+    deps = [d for ds in router.groups.values() for d in ds]
+    with pytest.raises(ValueError, match="unknown"):
+        Router(deps, [RouterSpec("r", ("nope",))])
+    with pytest.raises(ValueError, match="taken"):
+        Router(deps, [RouterSpec("cheap", ("smart",))])

@@ -1,0 +1,98 @@
+"""The catalog in the config file: parsing, file:line errors, cards with prices, the app serving it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shoal.config import ConfigError, build_settings
+from shoal.usage.pricing import PriceTable
+
+GOOD = """
+port: 8123
+models:
+  - smollm2
+  - id: fast
+    aliases: [f]
+    description: a remote model
+    context_length: 4096
+    capabilities: {tools: true, json_schema: true, vision: false}
+    pricing: {input: 0.1, cached_input: 0.01, output: 0.2}
+    deployments:
+      - type: openai
+        base_url: http://127.0.0.1:9/v1
+        api_key_env: FAST_KEY
+        model: x
+      - type: anthropic
+        model: claude-x
+routers:
+  - id: auto
+    policy: cheapest
+    models: [fast, f]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "shoal.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_catalog_and_shortcuts_load(tmp_path: Path) -> None:
+    settings = build_settings(write(tmp_path, GOOD))
+    assert settings.models == ("smollm2",) and settings.port == 8123
+    entry = settings.catalog.entry("fast")
+    assert entry.capabilities == ("tools", "json_schema")
+    assert [d.type for d in entry.deployments] == ["openai", "anthropic"]
+    card = entry.card()
+    assert {"tools", "json_schema", "chat"} <= set(card.capabilities)
+    assert PriceTable().for_card(card).cost(1_000_000, 0, 1_000_000) == pytest.approx(0.3)
+    assert settings.catalog.routers[0].spec().policy == "cheapest"
+
+
+def test_plain_model_list_still_works(tmp_path: Path) -> None:
+    settings = build_settings(write(tmp_path, "models: [a.gguf, b.gguf]\n"))
+    assert settings.models == ("a.gguf", "b.gguf") and settings.catalog is None
+
+
+@pytest.mark.parametrize("text, line, problem", [
+    (GOOD.replace("model: claude-x", "model: claude-x\n        max_tokens: 0"), 18, "greater than or equal to 1"),
+    (GOOD.replace("base_url: http://127.0.0.1:9/v1", "base_url: ftp://x"), 13, "http://"),
+    (GOOD.replace("vision: false", "telepathy: true"), 9, "unknown capability telepathy"),
+    (GOOD.replace("type: openai", "type: mystery"), 12, "mystery"),
+    (GOOD.replace("      - type: openai\n        base_url: http://127.0.0.1:9/v1\n", "      - type: openai\n"),
+     12, "base_url"),
+    (GOOD.replace("[fast, f]", "[fast, nope]"), 19, "unknown model(s) nope"),
+    (GOOD.replace("policy: cheapest", "policy: random"), 20, "cheapest"),
+])
+def test_malformed_catalog_names_file_line_and_problem(tmp_path: Path, text: str, line: int,
+                                                       problem: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        build_settings(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert problem in message
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "models:\n  - id: [unclosed\n")
+    with pytest.raises(ConfigError, match=rf"{path}:\d+"):
+        build_settings(path)
+
+
+def test_app_serves_catalog_models_and_routers(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from shoal.app import create_app
+    from shoal.routing.build import catalog_backends
+
+    (tmp_path / "data").mkdir()
+    settings = build_settings(write(tmp_path, GOOD.replace("  - smollm2\n", "")), data_dir=tmp_path / "data")
+    with TestClient(create_app(settings, backend_factory=catalog_backends)) as client:
+        data = client.get("/v1/models").json()["data"]
+    by_id = {m["id"]: m for m in data}
+    assert set(by_id) == {"fast", "auto"}
+    assert by_id["fast"]["pricing"] == {"input": 0.1, "cached_input": 0.01, "output": 0.2}
+    assert by_id["auto"]["router"] == {"policy": "cheapest", "models": ["fast", "f"]}
