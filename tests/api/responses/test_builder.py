@@ -302,10 +302,6 @@ def test_builder_streamed_snapshot_is_the_builder_response() -> None:
     assert b.id.startswith("resp_") and b.sequence == len(events)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG 3: builder.feed() opens a new function_call item whenever ToolCallDelta.index differs from the "
-    "open one, so interleaved fragments (0, 1, 0) split call 0 into two items, the second with a random "
-    "call_id and no name; the chat encoder and Accumulator key by index and get it right"))
 def test_interleaved_tool_call_fragments_stay_one_item_per_call() -> None:
     b = builder()
     b.start()
@@ -315,3 +311,17 @@ def test_interleaved_tool_call_fragments_stay_one_item_per_call() -> None:
         b.feed(item)
     calls = [(o["call_id"], o["name"], o["arguments"]) for o in b.response["output"]]
     assert calls == [("call_a", "a", '{"x":1}'), ("call_b", "b", "{}")]
+
+
+def test_interleaved_tool_calls_stream_in_an_order_the_sdk_accepts() -> None:
+    events = [*builder().start()]
+    b = builder()
+    events = b.start()
+    for item in [ToolCallDelta(0, id="call_a", name="a", arguments='{"x":'),
+                 ToolCallDelta(1, id="call_b", name="b", arguments="{}"),
+                 ToolCallDelta(0, arguments="1}"), Finish("tool_calls", USAGE)]:
+        events += b.feed(item)
+    for event in events:
+        validate_event(event)
+    final = sdk_accumulate(events)
+    assert [(o.call_id, o.arguments) for o in final.output] == [("call_a", '{"x":1}'), ("call_b", "{}")]

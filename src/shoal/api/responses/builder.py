@@ -67,6 +67,7 @@ class ResponseBuilder:
         self._open_kind: str | None = None
         self._open_key: int | None = None
         self._call_items: dict[int, dict[str, Any]] = {}
+        self._calls_open: dict[int, dict[str, Any]] = {}
 
     @property
     def id(self) -> str:
@@ -89,8 +90,14 @@ class ResponseBuilder:
     # -- items -------------------------------------------------------------
     def _open_item(self, kind: str, item: dict[str, Any], key: int | None = None) -> list[dict[str, Any]]:
         out = self._close_item()
+        # Items stream one at a time, as OpenAI sends them: a new call closes the one before.
+        out += self._close_calls()
+        if kind == "function_call":
+            assert key is not None
+            self._calls_open[key] = item
+        else:
+            self._open, self._open_kind, self._open_key = item, kind, key
         self.response["output"].append(item)
-        self._open, self._open_kind, self._open_key = item, kind, key
         index = len(self.response["output"]) - 1
         out.append(self.event("response.output_item.added", output_index=index, item=_copy(item)))
         if kind == "message":
@@ -105,11 +112,20 @@ class ResponseBuilder:
                                    content_index=0, part=dict(part)))
         return out
 
+    def _close_calls(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for key in sorted(self._calls_open):
+            out += self._finish_item(self._calls_open.pop(key), "function_call")
+        return out
+
     def _close_item(self) -> list[dict[str, Any]]:
         item, kind = self._open, self._open_kind
-        if item is None:
+        if item is None or kind is None:
             return []
         self._open = self._open_kind = self._open_key = None
+        return self._finish_item(item, kind)
+
+    def _finish_item(self, item: dict[str, Any], kind: str) -> list[dict[str, Any]]:
         index = self.response["output"].index(item)
         out: list[dict[str, Any]] = []
         if kind == "message":
@@ -161,19 +177,24 @@ class ResponseBuilder:
                                    output_index=len(self.response["output"]) - 1, content_index=0,
                                    delta=event.text, logprobs=lps))
         elif isinstance(event, ToolCallDelta):
-            if not (self._open_kind == "function_call" and self._open_key == event.index):
-                call = {"id": new_id("fc_"), "type": "function_call", "status": "in_progress",
+            late = self._call_items.get(event.index)
+            if late is not None and event.index not in self._calls_open:
+                # An upstream interleaved its calls (0, 1, 0): call 0's item is already done, so the
+                # fragment can only be folded into the final response, not streamed.
+                late["arguments"] += event.arguments
+                return out
+            item = self._calls_open.get(event.index)
+            if item is None:
+                item = {"id": new_id("fc_"), "type": "function_call", "status": "in_progress",
                         "call_id": event.id or new_id("call_"), "name": event.name or "", "arguments": ""}
-                self._call_items[event.index] = call
-                out += self._open_item("function_call", call, key=event.index)
-            item = self._open
-            assert item is not None
+                self._call_items[event.index] = item
+                out += self._open_item("function_call", item, key=event.index)
             if event.name and not item["name"]:
                 item["name"] = event.name
             if event.arguments:
                 item["arguments"] += event.arguments
                 out.append(self.event("response.function_call_arguments.delta", item_id=item["id"],
-                                       output_index=len(self.response["output"]) - 1, delta=event.arguments))
+                                       output_index=self.response["output"].index(item), delta=event.arguments))
         elif isinstance(event, ServerToolCall):
             out += self._server_tool_call(event)
         elif isinstance(event, Citation):
@@ -217,8 +238,8 @@ class ResponseBuilder:
                            annotation_index=len(part["annotations"]) - 1, annotation=dict(annotation))]
 
     def finish(self, event: Finish) -> list[dict[str, Any]]:
-        """Close the open item; ``response.completed`` or ``response.incomplete``."""
-        out = self._close_item()
+        """Close the open items; ``response.completed`` or ``response.incomplete``."""
+        out = self._close_item() + self._close_calls()
         self.response["usage"] = usage_dict(event.usage)
         self.response["completed_at"] = int(time.time())
         if event.reason == "length":
@@ -234,9 +255,11 @@ class ResponseBuilder:
 
     def fail(self, error: ShoalError) -> list[dict[str, Any]]:
         """Close the open item as incomplete and end with ``response.failed``."""
-        if self._open is not None:
-            self._open["status"] = "incomplete"
+        for item in [self._open, *self._calls_open.values()]:
+            if item is not None:
+                item["status"] = "incomplete"
         self._open = self._open_kind = self._open_key = None
+        self._calls_open.clear()
         self.response["status"] = "failed"
         # ResponseError.code is a closed list in the SDK: map ours onto it.
         code = error.code if error.code in SDK_ERROR_CODES else (

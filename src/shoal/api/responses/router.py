@@ -46,9 +46,11 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         return _json(turn.builder.snapshot(), headers)
     if body.stream:
         generation = await svc.responses.start(turn)
+        headers["x-shoal-model"] = generation.model
         return sse.sse_response(_frames(svc.responses.stream_foreground(turn, generation)),
                                 headers={**ctx.headers, **headers}, keepalive=keepalive)
     result = await svc.responses.run_foreground(turn)
+    headers["x-shoal-model"] = result["model"]
     return _json(result, {**ctx.headers, **headers})
 
 

@@ -85,6 +85,8 @@ class ResponsesService:
             request = to_generation(turn.body, input_messages(parse_items(turn.history)))
             try:
                 generation = await self.pipeline.start(request, turn.context)
+                # Behind a router the deployment picked decides which model answered.
+                turn.builder.response["model"] = generation.model
                 return with_web_search(generation, request, pipeline=self.pipeline, context=turn.context,
                                        provider=self.search, sources=SOURCES_INCLUDE in (turn.body.include or ()))
             except InvalidRequestError as exc:

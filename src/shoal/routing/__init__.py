@@ -1,0 +1,1 @@
+"""Routing: model names to deployment candidates, policies, circuit breakers, catalog building."""
