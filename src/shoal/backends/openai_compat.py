@@ -18,33 +18,16 @@ from typing import Any
 
 from shoal.backends.base import BackendFailure, ModelCard
 from shoal.backends.local.chunks import ChunkTranslator
+from shoal.backends.openai_wire import message_dict, response_format_dict
 from shoal.backends.upstream import UpstreamConfig, UpstreamHTTP, dropped
 from shoal.core.types import (
     Finish,
     GenerationEvent,
     GenerationRequest,
-    Message,
     NamedTool,
-    ResponseFormat,
     ToolSpec,
     Usage,
 )
-
-
-def _message(msg: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": "system" if msg.role == "developer" else msg.role, "content": msg.content}
-    if msg.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in msg.tool_calls
-        ]
-        if not msg.content:
-            out["content"] = None
-    if msg.tool_call_id:
-        out["tool_call_id"] = msg.tool_call_id
-    if msg.reasoning:
-        out["reasoning_content"] = msg.reasoning
-    return out
 
 
 def _tool(tool: ToolSpec) -> dict[str, Any]:
@@ -57,23 +40,12 @@ def _tool(tool: ToolSpec) -> dict[str, Any]:
     return {"type": "function", "function": fn}
 
 
-def _response_format(fmt: ResponseFormat) -> dict[str, Any] | None:
-    if fmt.type == "json_object":
-        return {"type": "json_object"}
-    if fmt.type == "json_schema":
-        schema: dict[str, Any] = {"name": fmt.name or "response", "strict": fmt.strict, "schema": fmt.schema or {}}
-        if fmt.description:
-            schema["description"] = fmt.description
-        return {"type": "json_schema", "json_schema": schema}
-    return None
-
-
 def chat_body(request: GenerationRequest, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The streamed ``/chat/completions`` body of ``request`` for the upstream's ``model``."""
     s = request.sampling
     body: dict[str, Any] = {
         "model": model,
-        "messages": [_message(m) for m in request.messages],
+        "messages": [message_dict(m, null_content_with_calls=True) for m in request.messages],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -89,7 +61,7 @@ def chat_body(request: GenerationRequest, model: str, extra: dict[str, Any] | No
         if s.top_logprobs:
             body["top_logprobs"] = s.top_logprobs
     if request.response_format is not None:
-        fmt = _response_format(request.response_format)
+        fmt = response_format_dict(request.response_format)
         if fmt is not None:
             body["response_format"] = fmt
     if request.tools:

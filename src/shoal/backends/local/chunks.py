@@ -8,15 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shoal.backends.openai_wire import message_dict, response_format_dict
 from shoal.core.types import (
     Finish,
     FinishReason,
     GenerationEvent,
     GenerationRequest,
-    Message,
     NamedTool,
     ReasoningDelta,
-    ResponseFormat,
     TextDelta,
     TokenLogprob,
     ToolCallDelta,
@@ -26,23 +25,6 @@ from shoal.core.types import (
 from shoal.parsers import CallIds, Chain, build
 from shoal.parsers.constrained import tool_call_schema
 from shoal.parsers.think_tags import ThinkTagParser
-
-
-def _message(msg: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": msg.role, "content": msg.content}
-    if msg.role == "developer":
-        # Most GGUF chat templates know only "system".
-        out["role"] = "system"
-    if msg.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in msg.tool_calls
-        ]
-    if msg.tool_call_id:
-        out["tool_call_id"] = msg.tool_call_id
-    if msg.reasoning:
-        out["reasoning_content"] = msg.reasoning
-    return out
 
 
 def constrained_tools(request: GenerationRequest) -> tuple[ToolSpec, ...]:
@@ -58,15 +40,6 @@ def constrained_tools(request: GenerationRequest) -> tuple[ToolSpec, ...]:
 def _tool_dict(tool: ToolSpec) -> dict[str, Any]:
     return {"type": "function", "function": {"name": tool.name, "description": tool.description or "",
                                              "parameters": tool.parameters or {"type": "object", "properties": {}}}}
-
-
-def _format_dict(fmt: ResponseFormat) -> dict[str, Any] | None:
-    if fmt.type == "json_object":
-        return {"type": "json_object"}
-    if fmt.type == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": fmt.name or "response", "strict": fmt.strict,
-                                                       "schema": fmt.schema or {}}}
-    return None
 
 
 TOOL_RESULT_HINT = "Answer the user's question in plain language using the tool results above."
@@ -85,7 +58,7 @@ def to_llama_body(request: GenerationRequest, *, tool_result_hint: bool = True) 
     answer from them (``tool_result_hint``).
     """
     s = request.sampling
-    messages = [_message(m) for m in request.messages]
+    messages = [message_dict(m) for m in request.messages]
     if tool_result_hint and request.messages and request.messages[-1].role == "tool":
         messages.append({"role": "system", "content": TOOL_RESULT_HINT})
     body: dict[str, Any] = {
@@ -108,7 +81,7 @@ def to_llama_body(request: GenerationRequest, *, tool_result_hint: bool = True) 
         body["logprobs"] = True
         body["top_logprobs"] = s.top_logprobs
     if request.response_format is not None:
-        fmt = _format_dict(request.response_format)
+        fmt = response_format_dict(request.response_format)
         if fmt is not None:
             body["response_format"] = fmt
     if request.reasoning_effort:
