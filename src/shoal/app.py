@@ -23,6 +23,7 @@ from shoal.auth.keys import StaticKeys
 from shoal.auth.tenancy import Tenancy, build_tenancy
 from shoal.backends.base import Backend
 from shoal.config import Settings
+from shoal.console import install as install_console
 from shoal.core.admission import Admission
 from shoal.core.pipeline import Deployment, Pipeline
 from shoal.errors import PayloadTooLargeError, error_response, install_error_handlers
@@ -69,10 +70,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLargeError(f"Request body is larger than the limit of {self.limit} bytes.")
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await error_response(too_large)(scope, receive, send)
+                await error_response(self._too_large())(scope, receive, send)
                 return
         seen = 0
 
@@ -83,10 +83,13 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     # FastAPI turns anything but an HTTPException raised while reading into a 400.
-                    raise StarletteHTTPException(413, too_large.message)
+                    raise StarletteHTTPException(413, self._too_large().message)
             return message
 
         await self.app(scope, limited, send)
+
+    def _too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(f"Request body is larger than the limit of {self.limit} bytes.")
 
 
 async def build_deployments(settings: Settings, backends: list[Backend]) -> list[Deployment]:
@@ -95,7 +98,8 @@ async def build_deployments(settings: Settings, backends: list[Backend]) -> list
     for backend in backends:
         admission = Admission(backend.capacity, settings.max_queue)
         for card in backend.models():
-            deployments.append(Deployment(card=card, backend=backend, admission=admission))
+            deployments.append(Deployment(card=card, backend=backend, admission=admission,
+                                          reserved_for=getattr(backend, "reserved_for", None)))
     return deployments
 
 
@@ -187,6 +191,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
 
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
 
+    install_console(app, settings)
     app.add_middleware(ContextHeaders)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -51,6 +51,16 @@ class LocalDeployment(_Strict):
     ctx_per_slot: int | None = Field(None, ge=256)
     threads: int | None = Field(None, ge=1)
     capabilities: tuple[str, ...] | None = None
+    mode: Literal["dedicated", "serverless"] = "dedicated"
+    """``dedicated``: loaded at start and pinned in memory; ``serverless``: loaded by its first request."""
+    idle_unload_seconds: float = Field(300.0, gt=0)
+    """Serverless: unload after this long with no request in flight."""
+    memory_mb: int | None = Field(None, ge=1)
+    """Memory this model takes, for the shared local memory limit (default: its GGUF file size)."""
+    reserved_for: tuple[str, ...] = ()
+    """Dedicated: only these model access keys (ids or names) may use this deployment."""
+    max_concurrency: int | None = Field(None, ge=1)
+    """At most this many requests in flight (capped by the engine's parallel slots)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> LocalDeployment:
@@ -59,6 +69,10 @@ class LocalDeployment(_Strict):
             raise ValueError("a local deployment needs exactly one of path, packaged, hf")
         if self.hf and self.hf.count("/") < 2:
             raise ValueError("hf must be 'owner/repo/file.gguf'")
+        if self.mode == "serverless" and self.reserved_for:
+            raise ValueError("reserved_for is for dedicated deployments (mode: dedicated)")
+        if self.mode == "dedicated" and "idle_unload_seconds" in self.model_fields_set:
+            raise ValueError("idle_unload_seconds is for serverless deployments (mode: serverless)")
         return self
 
     @property

@@ -60,6 +60,10 @@ class Settings:
     """The model catalog (``shoal.catalog.Catalog``): ``models:`` entries that are mappings, and ``routers:``."""
     retries: int = 1
     """Rounds of retries over a request's deployments (with backoff) after every one failed before its first byte."""
+    memory_limit_mb: int | None = None
+    """Memory shared by every local model (dedicated ones count, serverless ones are evicted to fit); unset = none."""
+    memory_wait_seconds: float = 5.0
+    """How long a serverless load waits for busy models to free memory before answering 503."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -97,6 +101,12 @@ class Settings:
             raise ConfigError("parallel must be >= 1, ctx-per-slot >= 256 and max-queue >= 0.")
         if not self.models and not (self.catalog is not None and self.catalog.models):
             raise ConfigError("No model to serve: pass --model PATH_OR_NAME.")
+        if self.memory_limit_mb is not None and (isinstance(self.memory_limit_mb, bool)
+                                                 or not isinstance(self.memory_limit_mb, int)
+                                                 or self.memory_limit_mb < 1):
+            raise ConfigError(f"memory_limit_mb must be a positive integer (MiB), got {self.memory_limit_mb!r}.")
+        if self.memory_wait_seconds < 0:
+            raise ConfigError("memory_wait_seconds must be >= 0.")
         if self.web_search_url and not self.web_search_url.startswith(("http://", "https://")):
             raise ConfigError(f"web_search_url must be an http:// or https:// URL, got {self.web_search_url!r}.")
 

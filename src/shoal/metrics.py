@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -30,18 +30,26 @@ class _Queues(Collector):
     def __init__(self, deployments: Callable[[], Sequence["Deployment"]]) -> None:
         self._deployments = deployments
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         queued = GaugeMetricFamily("shoal_queue_depth", "Requests waiting for a slot", labels=LABELS)
         running = GaugeMetricFamily("shoal_running_requests", "Requests being generated", labels=LABELS)
         open_ = GaugeMetricFamily("shoal_circuit_open", "1 while the deployment's circuit is open", labels=LABELS)
+        loaded = GaugeMetricFamily("shoal_model_loaded", "1 while a local model is in memory", labels=LABELS)
+        loads = CounterMetricFamily("shoal_model_loads", "Loads of a serverless local model", labels=LABELS)
+        unloads = CounterMetricFamily("shoal_model_unloads", "Unloads (idle or evicted) of a serverless local model",
+                                      labels=LABELS)
         for dep in self._deployments():
             labels = [dep.card.id, dep.name]
             queued.add_metric(labels, dep.admission.queued)
             running.add_metric(labels, dep.admission.running)
             open_.add_metric(labels, 1.0 if dep.breaker.state == "open" else 0.0)
-        yield queued
-        yield running
-        yield open_
+            status = dep.status()
+            if status is not None:
+                loaded.add_metric(labels, 1.0 if status.get("state") == "loaded" else 0.0)
+                if "loads" in status:
+                    loads.add_metric(labels, status["loads"])
+                    unloads.add_metric(labels, status["unloads"])
+        yield from (queued, running, open_, loaded, loads, unloads)
 
 
 class Metrics:

@@ -37,4 +37,6 @@ async def list_models(request: Request) -> dict[str, Any]:
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     """One model by id or alias; 404 if unknown."""
-    return card_dict(services(request).pipeline.resolve(model_id, context(request)).card)
+    pipeline, ctx = services(request).pipeline, context(request)
+    card = pipeline.resolve(model_id, ctx).card
+    return card_dict(next((c for c in pipeline.cards(ctx) if c.id == card.id), card))

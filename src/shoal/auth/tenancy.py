@@ -63,9 +63,12 @@ class Tenancy:
         self.access.canonical = names.get
 
     async def aclose(self) -> None:
-        """Close the Redis connections."""
-        if self.redis is not None:
-            await self.redis.aclose()
+        """Write the queued usage records; close the Redis connections."""
+        try:
+            await self.usage.aclose()
+        finally:
+            if self.redis is not None:
+                await self.redis.aclose()
 
 
 async def connect_redis(url: str) -> Any:

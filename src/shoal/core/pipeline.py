@@ -55,10 +55,24 @@ class Deployment:
     name: str = ""
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     ttft_ewma: float | None = None
+    reserved_for: frozenset[str] | None = None
+    """Key ids or names that may use this deployment (None = every caller)."""
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = self.backend.name
+
+    def admits(self, context: RequestContext) -> bool:
+        """Whether the caller may use this deployment (a reserved one takes only its keys)."""
+        if self.reserved_for is None:
+            return True
+        return bool(self.reserved_for & {context.key_id, getattr(context.key, "name", None)})
+
+    def status(self) -> dict[str, Any] | None:
+        """The backend's live mode and state (local models), or None."""
+        status = getattr(self.backend, "status", None)
+        found = status() if status is not None else None
+        return None if found is None else {"name": self.name, **found}
 
 
 @dataclass

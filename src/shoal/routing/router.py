@@ -9,7 +9,7 @@ context length), in policy order, skipping deployments whose circuit is open.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from shoal.backends.base import ModelCard
@@ -38,6 +38,13 @@ class RouterSpec:
         return ModelCard(id=self.id, owned_by="shoal", created=self.created, context_length=context_length,
                          capabilities=("router",), aliases=self.aliases, description=self.description,
                          extra={"router": {"policy": self.policy, "models": list(self.models)}})
+
+
+def live_card(deps: Sequence["Deployment"]) -> ModelCard:
+    """The model's card, plus its local deployments' mode and state (``deployments``) when it has any."""
+    card = deps[0].card
+    states = [state for dep in deps if (state := dep.status()) is not None]
+    return replace(card, extra={**card.extra, "deployments": states}) if states else card
 
 
 @dataclass
@@ -70,9 +77,9 @@ class Router:
                 self.routers[name] = spec
 
     def cards(self, context: RequestContext | None = None) -> list[ModelCard]:
-        """One card per model (its first deployment's) and per router, in configuration order."""
-        out = [deps[0].card for model_id, deps in self.groups.items()
-               if context is None or context.may_use(model_id)]
+        """One card per model (its first deployment's, with local models' live state) and per router."""
+        out = [live_card(deps) for model_id, deps in self.groups.items()
+               if context is None or (context.may_use(model_id) and self.usable(model_id, context))]
         seen: set[str] = set()
         for spec in self.routers.values():
             if spec.id in seen or (context is not None and not self._allowed(spec, context)):
@@ -82,11 +89,15 @@ class Router:
             out.append(spec.card(max(lengths, default=0)))
         return out
 
+    def usable(self, model_id: str, context: RequestContext) -> list["Deployment"]:
+        """The deployments of ``model_id`` this caller may use (reserved ones only for their keys)."""
+        return [dep for dep in self.groups[model_id] if dep.admits(context)]
+
     def _allowed(self, spec: RouterSpec, context: RequestContext) -> list[str]:
         models = [self._names[m] for m in spec.models]
-        if context.may_use(spec.id):
-            return models
-        return [m for m in models if context.may_use(m)]
+        if not context.may_use(spec.id):
+            models = [m for m in models if context.may_use(m)]
+        return [m for m in models if self.usable(m, context)]
 
     def resolve(self, model: str, context: RequestContext | None = None) -> "Deployment":
         """The deployment a name would go to first, ignoring the request (404 if unknown or not allowed)."""
@@ -97,10 +108,11 @@ class Router:
     def _groups_for(self, model: str, context: RequestContext) -> list[list["Deployment"]]:
         spec = self.routers.get(model)
         if spec is not None:
-            groups = [self.groups[m] for m in self._allowed(spec, context)]
+            groups = [self.usable(m, context) for m in self._allowed(spec, context)]
         else:
             model_id = self._names.get(model)
-            groups = [self.groups[model_id]] if model_id is not None and context.may_use(model_id) else []
+            usable = self.usable(model_id, context) if model_id is not None and context.may_use(model_id) else []
+            groups = [usable] if usable else []
         if not groups:
             raise ModelNotFoundError(model)
         return groups

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, insert, select
 
 from shoal.storage.db import Database
 from shoal.storage.tables import UsageRow
+
+log = logging.getLogger("shoal.usage")
 
 GroupBy = Literal["key", "model", "day"]
 FAILED = ("failed", "rejected")
@@ -41,18 +45,63 @@ class UsageRecord:
 
 
 class UsageStore:
-    """Records usage and answers the questions budgets and reports ask."""
+    """Records usage and answers the questions budgets and reports ask.
 
-    def __init__(self, db: Database) -> None:
+    The request path uses :meth:`queue`: it returns at once, and every queued
+    record is inserted in one transaction ``flush_seconds`` later (a commit per
+    request would put a disk sync in every request's path). Every read here
+    flushes first, so this process always reads its own writes; :meth:`aclose`
+    flushes what is left. :meth:`add` inserts at once.
+    """
+
+    def __init__(self, db: Database, *, flush_seconds: float = 0.05, max_batch: int = 1000) -> None:
         self.db = db
+        self.flush_seconds = flush_seconds
+        self.max_batch = max_batch
+        self._pending: list[UsageRecord] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._writing: asyncio.Lock | None = None
 
     async def add(self, rec: UsageRecord) -> None:
-        """Insert one record."""
-        async with self.db.sessions.begin() as session:
-            session.add(UsageRow(day=utc_day(rec.ts), **asdict(rec)))
+        """Insert one record now (with any queued ones)."""
+        self._pending.append(rec)
+        await self.flush()
+
+    def queue(self, rec: UsageRecord) -> None:
+        """Queue one record: inserted with the others within ``flush_seconds`` (needs a running loop)."""
+        self._pending.append(rec)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.flush_seconds)
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("could not record usage rows; they are lost")
+
+    async def flush(self) -> None:
+        """Insert every queued record now."""
+        if self._writing is None:
+            self._writing = asyncio.Lock()
+        async with self._writing:
+            while self._pending:
+                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+                async with self.db.sessions.begin() as session:
+                    # vars(), not asdict(): the fields are plain values, and asdict deep-copies each one.
+                    await session.execute(insert(UsageRow), [{"day": utc_day(r.ts), **vars(r)} for r in batch])
+
+    async def aclose(self) -> None:
+        """Write what is still queued."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and not flusher.done():
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+        await self.flush()
 
     async def spend(self, key_id: str, since: float) -> float:
         """USD the key spent since ``since`` (epoch seconds)."""
+        await self.flush()
         query = select(func.coalesce(func.sum(UsageRow.cost_usd), 0.0)).where(
             UsageRow.key_id == key_id, UsageRow.ts >= since)
         async with self.db.sessions() as session:
@@ -61,6 +110,7 @@ class UsageStore:
     async def records(self, key_id: str | None = None, since: float | None = None,
                       limit: int = 1000) -> list[UsageRecord]:
         """The newest records (optionally of one key), newest first."""
+        await self.flush()
         query = select(UsageRow).order_by(UsageRow.ts.desc(), UsageRow.id.desc()).limit(limit)
         if key_id is not None:
             query = query.where(UsageRow.key_id == key_id)
@@ -77,6 +127,7 @@ class UsageStore:
     async def summary(self, by: GroupBy, since: float | None = None, until: float | None = None,
                       key_id: str | None = None) -> list[dict[str, Any]]:
         """Totals grouped by key, model or UTC day, ordered by the group."""
+        await self.flush()
         column = {"key": UsageRow.key_id, "model": UsageRow.model, "day": UsageRow.day}[by]
         query = select(
             column.label("group"),

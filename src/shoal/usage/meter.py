@@ -93,7 +93,7 @@ class Meter:
             latency_ms=round((finished - ticket.started) * 1000, 3), cost_usd=cost,
         )
         try:
-            await self.usage.add(record)
+            self.usage.queue(record)
         except Exception:
             log.exception("could not record usage of a %s request (key %s)", deployment.card.id, _label(context))
         try:

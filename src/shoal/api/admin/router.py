@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from shoal.api.admin.schemas import KeyCreate
-from shoal.api.deps import services
+from shoal.api.deps import console_admin, services
 from shoal.auth.manage import KeySpec
 from shoal.errors import InvalidRequestError
 from shoal.storage.keys import ApiKey
@@ -26,8 +26,12 @@ def tenancy(request: Request) -> Tenancy:
 
 
 async def admin_only(request: Request) -> None:
-    """404 while the admin API is off; 401 without the admin token (a model access key is not one)."""
-    tenancy(request).admin.check(request.headers.get("authorization"))
+    """404 while the admin API is off; 401 without the admin token (a model access key is not one).
+
+    A console session (cookie + CSRF token) stands for the admin token when no ``Authorization`` is sent.
+    """
+    authorization = request.headers.get("authorization")
+    tenancy(request).admin.check(authorization, session=authorization is None and console_admin(request))
 
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(admin_only)], include_in_schema=False)
