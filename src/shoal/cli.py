@@ -50,6 +50,7 @@ def banner(settings: Settings, model_ids: list[str]) -> list[str]:
     first = model_ids[0] if model_ids else "MODEL"
     lines = [
         f"Shoal ready: serving {', '.join(model_ids)} at {settings.base_url}",
+        f"console: {settings.base_url[:-len('/v1')]}/",
         "auth: " + (f"on ({len(settings.api_keys)} static key(s)"
                     + (", managed keys, admin API" if settings.admin_token else "") + ")" if settings.auth_enabled
                     else "OFF (no API keys set; listening on loopback only)"),
