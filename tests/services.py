@@ -69,7 +69,8 @@ def fresh_postgres() -> Iterator[str]:
     """A new, empty PostgreSQL database (URL), dropped afterwards."""
     require(PG_URL, "PostgreSQL")
     name = "shoal_test_" + secrets.token_hex(6)
-    _pg_execute(f'CREATE DATABASE "{name}"')
+    # template0: copying template1 fails while any other session is connected to it.
+    _pg_execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
     parts = urlsplit(PG_URL)
     try:
         yield parts._replace(path="/" + name).geturl()

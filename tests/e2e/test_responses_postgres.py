@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
 from collections.abc import Iterator
 
 import pytest
+
+from tests.services import fresh_postgres
 
 from .conftest import MODEL_ID, ServerFactory
 
 pytestmark = pytest.mark.e2e
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test (dropped afterwards)."""
-    name = "shoal_e2e_" + secrets.token_hex(4)
-    try:
-        asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    except OSError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    with fresh_postgres() as url:
+        yield url
 
 
 def test_chain_continues_across_replicas(server_factory: ServerFactory, pg_database: str) -> None:
