@@ -45,14 +45,20 @@ def admin_create_key(server: Any, **spec: Any) -> dict[str, Any]:
         return dict(r.json())
 
 
-def key_usage(server: Any, key_id: str) -> dict[str, Any]:
-    """The usage summary row of one key (zeros if it has none)."""
-    with admin(server) as http:
-        rows = http.get("/usage", params={"by": "key"}).json()["data"]
-    for row in rows:
-        if row["key"] == key_id:
-            return dict(row)
-    return {"requests": 0, "cost_usd": 0.0}
+def key_usage(server: Any, key_id: str, at_least: int = 0, timeout: float = 10.0) -> dict[str, Any]:
+    """The usage summary row of one key (zeros if it has none).
+
+    Replicas write usage rows in short batches, so with ``at_least`` this polls
+    (bounded) until that many requests of the key are on record.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with admin(server) as http:
+            rows = http.get("/usage", params={"by": "key"}).json()["data"]
+        found = next((dict(row) for row in rows if row["key"] == key_id), {"requests": 0, "cost_usd": 0.0})
+        if found["requests"] >= at_least or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def key_records(server: Any, key_id: str) -> list[dict[str, Any]]:

@@ -59,9 +59,13 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium from the system (never a downloaded browser)."""
+    """Headless Chromium from the system (never a downloaded browser).
+
+    Module-scoped on purpose: playwright's sync API runs an event loop on the main
+    thread while it is open, and every asyncio test after it would fail.
+    """
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing: apt-get install chromium")
     try:
@@ -76,7 +80,7 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``shoal serve`` with the test model, an admin token and prices (so costs show)."""
     from shoal.backends.local.packaged import default_cache_dir, resolve_model_path

@@ -114,7 +114,7 @@ def test_budget_holds_across_replicas_under_fifty_parallel_requests(replicas: li
     key = admin_create_key(replicas[0], name="budget", budget_usd=budget, budget_period="day")
     secrets_seen.append(key["key"])
     replicas[1].client(api_key=key["key"]).chat.completions.create(model=MODEL_ID, messages=HI, max_tokens=2)
-    assert 0 < key_usage(replicas[0], key["id"])["cost_usd"] < budget
+    assert 0 < key_usage(replicas[0], key["id"], at_least=1)["cost_usd"] < budget
 
     async def burst() -> list[str]:
         aclients = [openai.AsyncOpenAI(base_url=r.base_url, api_key=key["key"], max_retries=0, timeout=120)
@@ -138,7 +138,7 @@ def test_budget_holds_across_replicas_under_fifty_parallel_requests(replicas: li
     reservation = max_cost(GenerationRequest(model=MODEL_ID, messages=(Message("user", "hi"),),
                                              sampling=SamplingParams(max_tokens=2)),
                            CTX, Pricing(input=1000, cached_input=100, output=4000))
-    spent = key_usage(replicas[1], key["id"])["cost_usd"]
+    spent = key_usage(replicas[1], key["id"], at_least=1 + outcomes.count("ok"))["cost_usd"]
     assert spent <= budget + reservation, (spent, budget, reservation, outcomes.count("ok"))
 
 
