@@ -6,16 +6,22 @@ it, so the shared-state mode is never silently untested.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncio
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from shoal.storage.db import Database
 
 PG_URL = os.environ.get("SHOAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SHOAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -109,3 +115,16 @@ def redis_test_prefix() -> Iterator[str]:
     """A Redis key prefix for one test, cleaned up afterwards."""
     with redis_prefix() as prefix:
         yield prefix
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator["Database"]:
+    """A fresh SQLite database at the newest schema."""
+    from shoal.storage.db import Database
+
+    database = Database(f"sqlite:///{tmp_path / 'shoal.db'}")
+    await database.prepare()
+    try:
+        yield database
+    finally:
+        await database.aclose()
