@@ -121,3 +121,30 @@ def test_encrypted_reasoning_round_trips() -> None:
                                                                      body["output"][1]]})
         assistant = [m for m in backend.requests[-1].messages if m.role == "assistant"]
         assert assistant and assistant[0].reasoning == "think hard"
+
+
+def test_input_items_pages_with_after_and_before() -> None:
+    with make_app(ScriptedBackend()) as client:
+        messages = [{"role": "user", "content": f"m{i}"} for i in range(5)]
+        rid = client.post("/v1/responses", json={"model": MODEL, "input": messages}).json()["id"]
+
+        def page(**params: Any) -> dict[str, Any]:
+            resp = client.get(f"/v1/responses/{rid}/input_items", params=params)
+            assert resp.status_code == 200, resp.text
+            return resp.json()
+
+        def texts(body: dict[str, Any]) -> list[str]:
+            return [item["content"][0]["text"] for item in body["data"]]
+
+        everything = page(order="asc")
+        ids = [item["id"] for item in everything["data"]]
+        assert texts(everything) == ["m0", "m1", "m2", "m3", "m4"] and everything["has_more"] is False
+        assert texts(page()) == ["m4", "m3", "m2", "m1", "m0"]  # newest first by default
+        first = page(order="asc", limit=2)
+        assert texts(first) == ["m0", "m1"] and first["has_more"] is True and first["last_id"] == ids[1]
+        assert texts(page(order="asc", after=ids[1], limit=2)) == ["m2", "m3"]
+        assert texts(page(order="asc", before=ids[3])) == ["m0", "m1", "m2"]
+        assert texts(page(order="asc", after=ids[0], before=ids[3])) == ["m1", "m2"]
+        assert texts(page(order="asc", after=ids[3], before=ids[1])) == []
+        bad = client.get(f"/v1/responses/{rid}/input_items", params={"after": "msg_nope"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"

@@ -112,7 +112,9 @@ async def list_input_items(
     if after is not None:
         items = items[ids.index(after) + 1:]
     if before is not None:
-        items = items[:[i.get("id") for i in items].index(before)] if before in [i.get("id") for i in items] else []
+        remaining = [i.get("id") for i in items]
+        # A ``before`` that ``after`` already skipped past leaves nothing between them.
+        items = items[:remaining.index(before)] if before in remaining else []
     page = items[:limit]
     return _json({
         "object": "list", "data": page, "has_more": len(items) > limit,
