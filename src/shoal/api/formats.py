@@ -8,7 +8,7 @@ from typing import Any
 from jsonschema import SchemaError  # type: ignore[import-untyped]
 from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
-from shoal.core.types import ResponseFormat, ToolSpec
+from shoal.core.types import NamedTool, ResponseFormat, ToolChoice, ToolSpec
 from shoal.errors import InvalidRequestError
 
 JSON_SCHEMA_TOOL_TYPES = frozenset({"object"})
@@ -40,6 +40,16 @@ def check_tools(tools: Sequence[ToolSpec], param: str = "tools") -> None:
         if kind is not None and kind not in JSON_SCHEMA_TOOL_TYPES:
             raise InvalidRequestError(f"Invalid schema for function '{tool.name}': the parameters must be a schema "
                                       f"of type 'object', not '{kind}'.", param=f"{param}[{index}].parameters")
+
+
+def check_tool_choice(choice: ToolChoice, tools: Sequence[ToolSpec]) -> ToolChoice:
+    """``choice`` if the tools can satisfy it: ``required`` needs a tool, a named choice needs that tool."""
+    if choice == "required" and not tools:
+        raise InvalidRequestError("tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
+    if isinstance(choice, NamedTool) and choice.name not in {t.name for t in tools}:
+        raise InvalidRequestError(f"tool_choice names the function '{choice.name}', which is not in 'tools'.",
+                                  param="tool_choice")
+    return choice
 
 
 def json_schema_format(name: str, schema: dict[str, Any], strict: bool | None, description: str | None,

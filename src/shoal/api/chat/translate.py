@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.api.formats import check_tools, json_schema_format
+from shoal.api.formats import check_tool_choice, check_tools, json_schema_format
 from shoal.core.types import (
     GenerationRequest,
     Message,
@@ -49,15 +49,8 @@ def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
     check_tools(tools)
     choice: ToolChoice = "auto"
     if body.tool_choice is not None:
-        if isinstance(body.tool_choice, str):
-            choice = body.tool_choice
-        else:
-            choice = NamedTool(body.tool_choice.function.name)
-            if choice.name not in {t.name for t in tools}:
-                raise InvalidRequestError(
-                    f"tool_choice names the function '{choice.name}', which is not in 'tools'.", param="tool_choice")
-    if choice == "required" and not tools:
-        raise InvalidRequestError("tool_choice 'required' needs at least one tool in 'tools'.", param="tool_choice")
+        wire = body.tool_choice
+        choice = check_tool_choice(wire if isinstance(wire, str) else NamedTool(wire.function.name), tools)
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     sampling = SamplingParams(
         temperature=body.temperature,

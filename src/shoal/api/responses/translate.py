@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from shoal.api.formats import check_tools, json_schema_format
+from shoal.api.formats import check_tool_choice, check_tools, json_schema_format
 from shoal.api.responses.items import unseal_reasoning
 from shoal.core.types import (
     GenerationRequest,
@@ -121,20 +121,14 @@ def _tool_choice(body: ResponsesRequest, tools: tuple[ToolSpec, ...]) -> ToolCho
     if choice is None:
         return "auto"
     if isinstance(choice, str):
-        if choice == "required" and not tools:
-            raise InvalidRequestError("tool_choice 'required' needs at least one tool in 'tools'.",
-                                      param="tool_choice")
-        return choice
+        return check_tool_choice(choice, tools)
     if isinstance(choice, HostedToolChoice):
         if not wants_web_search(body):
             raise InvalidRequestError(f"tool_choice names the built-in tool '{choice.type}', which is not in 'tools'.",
                                       param="tool_choice")
         return NamedTool(WEB_SEARCH.name)
     name = choice.name if isinstance(choice, FunctionToolChoice) else choice.function.name
-    if name not in {t.name for t in tools}:
-        raise InvalidRequestError(f"tool_choice names the function '{name}', which is not in 'tools'.",
-                                  param="tool_choice")
-    return NamedTool(name)
+    return check_tool_choice(NamedTool(name), tools)
 
 
 def check_include(body: ResponsesRequest) -> None:
