@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shoal.backends.base import ModelCard
+from shoal.backends.local.hub import parse_hub_spec
 from shoal.routing.router import RouterSpec
 from shoal.routing.strategies import POLICIES
 
@@ -40,13 +41,14 @@ class Timeouts(_Strict):
 
 
 class LocalDeployment(_Strict):
-    """A GGUF run by llama.cpp in this process: ``path``, a ``packaged`` name, or ``hf: repo/file``."""
+    """A GGUF run by llama.cpp in this process: ``path``, a ``packaged`` name, or ``hf: owner/repo/file.gguf``."""
 
     type: Literal["local"]
     name: str | None = None
     path: str | None = None
     packaged: str | None = None
     hf: str | None = None
+    """``owner/repo/path/in/repo.gguf[@revision]``: from the local Hugging Face hub cache, else downloaded."""
     parallel: int | None = Field(None, ge=1)
     ctx_per_slot: int | None = Field(None, ge=256)
     threads: int | None = Field(None, ge=1)
@@ -62,13 +64,19 @@ class LocalDeployment(_Strict):
     max_concurrency: int | None = Field(None, ge=1)
     """At most this many requests in flight (capped by the engine's parallel slots)."""
 
+    @field_validator("hf")
+    @classmethod
+    def _hub_file(cls, value: str | None) -> str | None:
+        # Checked here, not when the model loads, so a malformed spec fails at start with its file:line.
+        if value is not None:
+            parse_hub_spec(value)
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> LocalDeployment:
         given = [k for k in ("path", "packaged", "hf") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("a local deployment needs exactly one of path, packaged, hf")
-        if self.hf and self.hf.count("/") < 2:
-            raise ValueError("hf must be 'owner/repo/file.gguf'")
         if self.mode == "serverless" and self.reserved_for:
             raise ValueError("reserved_for is for dedicated deployments (mode: dedicated)")
         if self.mode == "dedicated" and "idle_unload_seconds" in self.model_fields_set:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from shoal.backends.base import Backend, ModelCard
 from shoal.backends.local.serverless import MIB, MemoryPool, ServerlessBackend
-from shoal.config import ConfigError, Settings
+from shoal.config import Settings
 from shoal.core.types import GenerationEvent, GenerationRequest
 
 log = logging.getLogger("shoal.catalog")
@@ -53,29 +52,14 @@ class CatalogCard:
         await self.inner.aclose()
 
 
-def resolve_hf(spec: str, cache_dir: Path) -> Path:
-    """``owner/repo/file.gguf`` from the local Hugging Face hub cache, downloaded when a network exists."""
-    owner, repo, filename = spec.split("/", 2)
-    try:
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    except ImportError as exc:
-        raise ConfigError(f"hf: {spec} needs the huggingface_hub package (pip install huggingface_hub)") from exc
-    cached = try_to_load_from_cache(f"{owner}/{repo}", filename)
-    if isinstance(cached, str):
-        return Path(cached)
-    try:
-        return Path(hf_hub_download(f"{owner}/{repo}", filename))
-    except Exception as exc:  # noqa: BLE001 - offline, missing file, gated repo: all end the start
-        raise ConfigError(f"hf: {spec} is not in the local hub cache and could not be downloaded: {exc}") from exc
-
-
 def _local(settings: Settings, entry: Any, spec: Any, index: int, pool: MemoryPool) -> Backend:
     from shoal.backends.local.engine import LocalBackend, LocalModelConfig
     from shoal.backends.local.factory import _load_with_progress
+    from shoal.backends.local.hub import resolve_hub_file
     from shoal.backends.local.packaged import default_cache_dir, resolve_model_path
 
     cache_dir = settings.model_cache or default_cache_dir()
-    path = resolve_hf(spec.hf, cache_dir) if spec.hf else resolve_model_path(spec.source, cache_dir)[0]
+    path = resolve_hub_file(spec.hf) if spec.hf else resolve_model_path(spec.source, cache_dir)[0]
     ctx = min(spec.ctx_per_slot or settings.ctx_per_slot, entry.context_length)
     config = LocalModelConfig(
         model_id=entry.id, path=path, parallel=spec.parallel or settings.parallel, ctx_per_slot=ctx,
