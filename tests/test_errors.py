@@ -132,3 +132,16 @@ def test_unexpected_exception_is_a_500_without_internals(client: TestClient) -> 
     err = error(client.get("/boom"), 500)
     assert err["type"] == "server_error"
     assert "secret" not in err["message"]
+
+
+def test_union_branch_labels_are_left_out_of_the_param() -> None:
+    from shoal.errors import _path
+
+    body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}
+    # pydantic's location names the union branches it tried ("parts", the "image_url" tag).
+    loc = ("body", "messages", 0, "content", "parts", 0, "image_url", "image_url", "url")
+    assert _path(loc, body, missing=False) == ["messages", "0", "content", "0", "image_url", "url"]
+    body["messages"][0]["content"] = [{"type": "image_url"}]
+    loc = ("body", "messages", 0, "content", "parts", 0, "image_url", "image_url")
+    assert _path(loc, body, missing=True) == ["messages", "0", "content", "0", "image_url"]  # the missing field
+    assert _path(("body", "messages", 0, "message"), body, missing=False) == ["messages", "0"]  # a model's own check

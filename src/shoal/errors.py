@@ -140,16 +140,36 @@ def error_response(exc: ShoalError) -> JSONResponse:
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=exc.headers)
 
 
+def _path(loc: Any, body: Any, missing: bool) -> list[str]:
+    """The fields of ``loc`` that are in the request body (and the last one, if ``missing``).
+
+    pydantic puts the branch of a union in the location too (``content.parts.0.image_url.url``);
+    walking the body keeps only the keys and indexes it has.
+    """
+    steps = [p for p in loc if p != "body"]
+    if not isinstance(body, dict):
+        return [str(p) for p in steps]
+    path: list[str] = []
+    node = body
+    for index, step in enumerate(steps):
+        if ((isinstance(node, dict) and isinstance(step, str) and step in node)
+                or (isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node))):
+            node = node[step]
+        elif not (missing and isinstance(node, dict) and index == len(steps) - 1):
+            continue  # a union branch's label, not a field
+        path.append(str(step))
+    return path
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
         return "Invalid request body.", None
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
+    param = ".".join(_path(first.get("loc", ()), exc.body, first.get("type") == "missing")) or None
     if first.get("type") == "json_invalid":
         return "We could not parse the JSON body of your request: " + str(first.get("msg", "")), None
-    msg = str(first.get("msg", "invalid value"))
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if param:
         return f"Invalid value for '{param}': {msg}.", param
     return msg, None

@@ -131,3 +131,38 @@ async def test_overloaded_529_is_retryable() -> None:
                 raise AssertionError("no failure")
         finally:
             await backend.aclose()
+
+
+def test_images_become_image_blocks() -> None:
+    from shoal.core.types import ImageInput
+
+    request = GenerationRequest(model="claude", messages=(
+        Message("system", "Describe."),
+        Message.of_parts("user", (ImageInput("data:image/jpg;base64,/9j/4AAQ", "low"), "and",
+                                  ImageInput("https://x.test/cat.png"), "?")),
+    ))
+    body = messages_body(request, "claude-x", max_tokens=100)
+    assert body["system"][0]["text"] == "Describe."
+    blocks = body["messages"][0]["content"]
+    assert blocks[0] == {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                                     "data": "/9j/4AAQ"}}
+    assert blocks[1] == {"type": "text", "text": "and"}
+    assert blocks[2] == {"type": "image", "source": {"type": "url", "url": "https://x.test/cat.png"}}
+    assert blocks[3] == {"type": "text", "text": "?", "cache_control": {"type": "ephemeral"}}
+
+
+async def test_an_image_reaches_the_messages_api() -> None:
+    from shoal.core.types import ImageInput
+
+    async with FakeUpstream(TRANSCRIPT) as upstream:
+        backend = AnthropicBackend("a", CARD, UpstreamConfig(base_url=upstream.url, model="claude-x"),
+                                   cache_prompt=False)
+        try:
+            request = GenerationRequest(model="claude", messages=(Message.of_parts(
+                "user", ("What is this?", ImageInput("data:image/png;base64,iVBORw0KGgo="))),))
+            [e async for e in backend.generate(request)]
+        finally:
+            await backend.aclose()
+    assert upstream.bodies[0]["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]

@@ -125,3 +125,32 @@ async def test_key_never_in_repr_or_messages(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(BackendFailure) as info:
         await collect(b, GenerationRequest(model="m", messages=(Message("user", "x"),)))
     assert "sk-secret" not in info.value.message and info.value.retryable
+
+
+def test_images_go_upstream_as_image_url_parts_in_order() -> None:
+    from shoal.core.types import ImageInput
+
+    png = "data:image/png;base64,iVBORw0KGgo="
+    request = GenerationRequest(model="m", messages=(
+        Message("system", "sys"),
+        Message.of_parts("user", ("Compare ", ImageInput(png, "low"), " with ", ImageInput("https://x.test/b.jpg"))),
+    ))
+    messages = chat_body(request, "served-name")["messages"]
+    assert messages[0] == {"role": "system", "content": "sys"}  # text-only messages stay plain strings
+    assert messages[1] == {"role": "user", "content": [
+        {"type": "text", "text": "Compare "},
+        {"type": "image_url", "image_url": {"url": png, "detail": "low"}},
+        {"type": "text", "text": " with "},
+        {"type": "image_url", "image_url": {"url": "https://x.test/b.jpg"}},  # auto: the default, left out
+    ]}
+
+
+async def test_an_image_reaches_the_upstream_body() -> None:
+    from shoal.core.types import ImageInput
+
+    async with FakeUpstream(LOGPROBS) as up:
+        await collect(backend(up.url), GenerationRequest(model="m", messages=(
+            Message.of_parts("user", (ImageInput("https://x.test/a.png", "high"), "What is it?")),)))
+    assert up.bodies[0]["messages"][0]["content"] == [
+        {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "high"}},
+        {"type": "text", "text": "What is it?"}]

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from shoal.backends.base import ModelCard
 from shoal.core.admission import Admission
 from shoal.core.context import RequestContext
 from shoal.core.pipeline import Deployment
-from shoal.core.types import GenerationRequest, Message, ResponseFormat, SamplingParams, ToolSpec
+from shoal.core.types import (
+    HIGH_DETAIL_IMAGE_TOKENS,
+    GenerationRequest,
+    ImageInput,
+    Message,
+    ResponseFormat,
+    SamplingParams,
+    ToolSpec,
+)
 from shoal.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
 from shoal.routing.router import Router, RouterSpec
+from shoal.routing.strategies import needs, prompt_tokens
 from tests.scripted import ScriptedBackend
 
 
@@ -113,3 +124,64 @@ def test_router_names_must_be_free_and_models_known(router: Router) -> None:
         Router(deps, [RouterSpec("r", ("nope",))])
     with pytest.raises(ValueError, match="taken"):
         Router(deps, [RouterSpec("cheap", ("smart",))])
+
+
+def image_req(model: str, detail: str = "auto", images: int = 1) -> GenerationRequest:
+    parts = ("What is this?", *(ImageInput("https://example.com/cat.png", detail) for _ in range(images)))  # type: ignore[arg-type]
+    return GenerationRequest(model=model, messages=(Message.of_parts("user", parts),))
+
+
+@pytest.fixture
+def eyes() -> Router:
+    cheap = card("cheap", ("tools",), price=0.1)
+    seeing = card("seeing", ("tools", "vision"), price=5)
+    mixed = card("mixed", ("vision",))
+    # One model with a deployment that cannot see (a local llama.cpp without a vision projector, say).
+    blind = replace(mixed, capabilities=())
+    deps = [dep(cheap, "cheap-1"), dep(seeing, "seeing-1"), dep(blind, "mixed-blind"), dep(mixed, "mixed-eyes")]
+    return Router(deps, [RouterSpec("auto", ("cheap", "seeing"), policy="cheapest")])
+
+
+def test_an_image_needs_vision() -> None:
+    assert needs(image_req("m")) == ("vision",)
+    assert needs(req("m")) == ()
+
+
+def test_a_router_sends_images_only_to_a_vision_model(eyes: Router) -> None:
+    assert names(eyes, req("auto")) == ["cheap-1", "seeing-1"]  # cheapest first without images
+    assert names(eyes, image_req("auto")) == ["seeing-1"]
+
+
+def test_an_image_never_goes_to_a_deployment_without_vision(eyes: Router) -> None:
+    for _ in range(3):  # whatever the load, the blind deployment of the model is never a candidate
+        assert names(eyes, image_req("mixed")) == ["mixed-eyes"]
+        eyes.groups["mixed"][1].admission.running += 5
+    assert names(eyes, req("mixed")) == ["mixed-blind", "mixed-eyes"]
+
+
+def test_a_model_named_directly_without_vision_is_a_400(eyes: Router) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        eyes.plan(image_req("cheap"), CTX)
+    assert info.value.code == "model_not_capable" and info.value.param == "model"
+    assert "vision" in info.value.message
+    # Tools are softer: a model named directly still gets a request it may not handle well.
+    assert names(eyes, req("cheap", schema=True)) == ["cheap-1"]
+
+
+def test_images_count_a_fixed_number_of_prompt_tokens() -> None:
+    text_only = prompt_tokens(image_req("m", images=0))
+    assert prompt_tokens(image_req("m", "low")) == text_only + 85
+    assert prompt_tokens(image_req("m", "high", images=2)) == text_only + 2 * HIGH_DETAIL_IMAGE_TOKENS
+    assert prompt_tokens(image_req("m")) == text_only + HIGH_DETAIL_IMAGE_TOKENS  # auto counts as high
+    # A long data URL is not text: it costs what any image costs.
+    big = GenerationRequest(model="m", messages=(Message.of_parts("user", (
+        "What is this?", ImageInput("data:image/png;base64," + "A" * 400_000, "low"))),))
+    assert prompt_tokens(big) == text_only + 85
+
+
+def test_images_count_against_the_context_length() -> None:
+    small = card("small", ("vision",), ctx=1000)
+    router = Router([dep(small, "small-1")], [RouterSpec("r", ("small",))])
+    assert names(router, image_req("r", "low", images=2)) == ["small-1"]
+    with pytest.raises(InvalidRequestError, match="context"):
+        router.plan(image_req("r", "high", images=2), CTX)

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.core.types import GenerationRequest, Message, SamplingParams, ToolCall, ToolSpec
+from shoal.core.types import (
+    HIGH_DETAIL_IMAGE_TOKENS,
+    LOW_DETAIL_IMAGE_TOKENS,
+    GenerationRequest,
+    ImageInput,
+    Message,
+    SamplingParams,
+    ToolCall,
+    ToolSpec,
+)
 from shoal.usage.estimate import (
+    IMAGE_UPPER_TOKENS,
     TEMPLATE_ALLOWANCE_TOKENS,
     max_cost,
     max_output_tokens,
@@ -44,3 +54,14 @@ def test_max_output_and_cost() -> None:
     p = Pricing(input=1.0, output=2.0)
     r = req("abc", max_tokens=10)
     assert max_cost(r, 4096, p) == pytest.approx((upper_input_tokens(r, 4096) * 1.0 + 10 * 2.0) / 1e6)
+
+
+def test_images_count_fixed_tokens_not_their_data() -> None:
+    def with_image(detail: str) -> GenerationRequest:
+        image = ImageInput("data:image/png;base64," + "A" * 100_000, detail)  # type: ignore[arg-type]
+        return GenerationRequest(model="m", messages=(Message.of_parts("user", ("hello world", image)),))
+
+    plain = req()
+    assert typical_input_tokens(with_image("low")) == typical_input_tokens(plain) + LOW_DETAIL_IMAGE_TOKENS
+    assert typical_input_tokens(with_image("auto")) == typical_input_tokens(plain) + HIGH_DETAIL_IMAGE_TOKENS
+    assert upper_input_tokens(with_image("low"), 100_000) == upper_input_tokens(plain, 100_000) + IMAGE_UPPER_TOKENS

@@ -4,7 +4,8 @@ Out: system prompts go to ``system``; tool calls become ``tool_use`` blocks and
 tool results ``tool_result`` blocks (consecutive results merged into one user
 turn); ``max_tokens`` is always sent (the request's, else the deployment's
 default); ``cache_control`` marks the system prompt and the conversation prefix
-for prompt caching. In: text, ``thinking`` (→ reasoning) and ``tool_use``
+for prompt caching; images become ``image`` blocks (base64 for data URLs, ``url``
+sources otherwise). In: text, ``thinking`` (→ reasoning) and ``tool_use``
 (→ tool-call deltas) blocks; ``cache_read_input_tokens`` → cached tokens.
 """
 
@@ -21,6 +22,7 @@ from shoal.core.types import (
     FinishReason,
     GenerationEvent,
     GenerationRequest,
+    ImageInput,
     Message,
     NamedTool,
     ReasoningDelta,
@@ -37,11 +39,26 @@ THINKING_BUDGET = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, 
 EPHEMERAL = {"type": "ephemeral"}
 
 
+def image_block(image: ImageInput) -> dict[str, Any]:
+    """An ``image`` content block: inline base64 for a data URL, a ``url`` source for a web URL."""
+    inline = image.inline()
+    if inline is None:
+        return {"type": "image", "source": {"type": "url", "url": image.url}}
+    media_type, data = inline
+    if media_type == "image/jpg":
+        media_type = "image/jpeg"  # Anthropic accepts only the registered name
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
 def _blocks(msg: Message) -> list[dict[str, Any]]:
     if msg.role == "tool":
         return [{"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.content}]
     blocks: list[dict[str, Any]] = []
-    if msg.content:
+    if msg.images:
+        # Text and images in the client's order (Anthropic has no ``detail``: it sizes images itself).
+        blocks.extend(image_block(p) if isinstance(p, ImageInput) else {"type": "text", "text": p}
+                      for p in msg.parts if p)
+    elif msg.content:
         blocks.append({"type": "text", "text": msg.content})
     for call in msg.tool_calls:
         try:

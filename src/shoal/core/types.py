@@ -8,6 +8,7 @@ front-end encodes its own way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -24,15 +25,66 @@ class ToolCall:
     arguments: str
 
 
+ImageDetail = Literal["auto", "low", "high"]
+
+LOW_DETAIL_IMAGE_TOKENS = 85
+HIGH_DETAIL_IMAGE_TOKENS = 765
+"""Prompt tokens an image is guessed at before the engine counts it: OpenAI's figures for a low-detail
+image and a 1024x1024 high-detail one (4 tiles). ``auto`` counts as high, the safer side for routing."""
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image the model is shown: an http(s) URL or a base64 ``data:image/...`` URL (checked at the edge)."""
+
+    url: str
+    detail: ImageDetail = "auto"
+
+    @property
+    def estimated_tokens(self) -> int:
+        """A rough prompt-token cost, without fetching or decoding the image."""
+        return LOW_DETAIL_IMAGE_TOKENS if self.detail == "low" else HIGH_DETAIL_IMAGE_TOKENS
+
+    def inline(self) -> tuple[str, str] | None:
+        """``(media_type, base64_data)`` of a data URL; None for a web URL."""
+        if not self.url.startswith("data:"):
+            return None
+        head, _, data = self.url[len("data:"):].partition(",")
+        return head.partition(";")[0].lower(), data
+
+
+ContentPart = Union[str, ImageInput]
+"""A piece of a message's content: text, or an image."""
+
+
 @dataclass(frozen=True)
 class Message:
-    """One turn of a conversation in the engine-neutral form."""
+    """One turn of a conversation in the engine-neutral form.
+
+    ``content`` is always the message's text (its text parts joined), so code that
+    only handles text keeps working. ``parts`` is set only when the message has
+    images: its text and images in the order the client sent them, for the
+    backends that can show images (routing sends image requests only to those).
+    """
 
     role: Role
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     reasoning: str | None = None
+    parts: tuple[ContentPart, ...] = ()
+
+    @classmethod
+    def of_parts(cls, role: Role, parts: Sequence[ContentPart], **fields: Any) -> Message:
+        """A message from ordered text and image parts (``parts`` kept only if there is an image)."""
+        content = "".join(p for p in parts if isinstance(p, str))
+        has_image = any(isinstance(p, ImageInput) for p in parts)
+        return cls(role=role, content=content, parts=tuple(parts) if has_image else (), **fields)
+
+    @property
+    def images(self) -> tuple[ImageInput, ...]:
+        """The message's images, in order."""
+        return tuple(p for p in self.parts if isinstance(p, ImageInput))
 
 
 @dataclass(frozen=True)
@@ -98,6 +150,11 @@ class GenerationRequest:
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None
     """``none`` / ``minimal`` / ``low`` / ``medium`` / ``high`` / ``xhigh``, passed on where the model supports it."""
+
+    @property
+    def images(self) -> tuple[ImageInput, ...]:
+        """Every image of every message, in order."""
+        return tuple(image for msg in self.messages for image in msg.images)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from .common import StopMixin, StreamOptions, Temperature, TopLogprobs, TopP, WireModel, check_metadata
+from .images import ImageDetail, check_image_url
 
 ToolName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
@@ -17,6 +18,41 @@ class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["text", "input_text", "output_text"]
     text: str
+
+
+class ImageURL(BaseModel):
+    """``image_url`` of an image part: an http(s) or base64 ``data:image/...`` URL, and the detail wanted."""
+
+    model_config = ConfigDict(extra="allow")
+    url: str
+    detail: ImageDetail = "auto"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return check_image_url(value)
+
+
+class ImagePart(BaseModel):
+    """A ``{"type": "image_url", "image_url": {"url": ..., "detail": ...}}`` content part."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
+
+
+def _content_kind(value: Any) -> str:
+    return "text" if isinstance(value, str) else "parts"
+
+
+# A tagged union, so a bad part is reported as itself, not as "content should be a string" too.
+Content = Annotated[
+    Union[Annotated[str, Tag("text")], Annotated[list[ContentPart], Tag("parts")]],
+    Discriminator(_content_kind),
+]
 
 
 class FunctionCall(BaseModel):
@@ -41,7 +77,7 @@ class ChatMessage(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: Content | None = None
     name: str | None = None
     tool_calls: list[ToolCallParam] | None = None
     tool_call_id: str | None = None
@@ -53,15 +89,23 @@ class ChatMessage(BaseModel):
             raise ValueError("messages with role 'tool' must have a 'tool_call_id'")
         if self.content is None and not (self.role == "assistant" and self.tool_calls):
             raise ValueError(f"messages with role '{self.role}' must have 'content'")
+        if self.role != "user" and self.images():
+            raise ValueError(f"image content parts are only allowed in messages with role 'user', not '{self.role}'")
         return self
 
     def text(self) -> str:
-        """The message's content joined as plain text."""
+        """The message's text parts joined as plain text (images left out)."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def images(self) -> list[ImageURL]:
+        """The message's images, in order."""
+        if not isinstance(self.content, list):
+            return []
+        return [part.image_url for part in self.content if isinstance(part, ImagePart)]
 
 
 class FunctionDef(BaseModel):

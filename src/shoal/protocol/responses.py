@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from .chat import ChatTool, NamedToolChoice, ReasoningEffort, ToolCallParam, ToolName
 from .common import StopMixin, StreamOptions, Temperature, TopLogprobs, TopP, WireModel, check_metadata
+from .images import ImageDetail, check_image_url
 
 
 class InputPart(BaseModel):
@@ -18,13 +19,63 @@ class InputPart(BaseModel):
     text: str
 
 
+class InputImage(BaseModel):
+    """An ``input_image`` content part: ``image_url`` an http(s) or base64 ``data:image/...`` URL.
+
+    ``file_id`` (an uploaded file) is refused by name: Shoal has no Files API.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_image"]
+    # file_id comes first so that its error, the clearer one, is the one reported.
+    file_id: str | None = None
+    image_url: str
+    detail: ImageDetail = "auto"
+
+    @field_validator("file_id")
+    @classmethod
+    def _no_files(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("input_image 'file_id' is not supported (Shoal has no Files API); "
+                             "send the image as 'image_url', an https URL or a base64 data URL")
+        return value
+
+    @field_validator("image_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return check_image_url(value)
+
+
+def _part_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "image" if kind == "input_image" else "text"
+
+
+MessagePart = Annotated[
+    Union[Annotated[InputPart, Tag("text")], Annotated[InputImage, Tag("image")]],
+    Discriminator(_part_kind),
+]
+"""A content part of an input message: text, or an image."""
+
+
+def _text_or_list(value: Any) -> str:
+    return "text" if isinstance(value, str) else "list"
+
+
+# Tagged, so a bad part is reported as itself rather than also as "content should be a string".
+MessageContent = Annotated[
+    Union[Annotated[str, Tag("text")], Annotated[list[MessagePart], Tag("list")]],
+    Discriminator(_text_or_list),
+]
+
+
 class InputMessage(BaseModel):
     """A message item (``type`` may be omitted: the "easy" input message)."""
 
     model_config = ConfigDict(extra="allow")
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer", "tool"]
-    content: str | list[InputPart] | None = None
+    content: MessageContent | None = None
     id: str | None = None
     status: str | None = None
     tool_call_id: str | None = None
@@ -36,15 +87,23 @@ class InputMessage(BaseModel):
             raise ValueError("input messages with role 'tool' must have a 'tool_call_id'")
         if self.content is None and not self.tool_calls:
             raise ValueError("input messages must have 'content'")
+        if self.role != "user" and self.images():
+            raise ValueError(f"input_image parts are only allowed in messages with role 'user', not '{self.role}'")
         return self
 
     def text(self) -> str:
-        """The content joined as plain text."""
+        """The text parts joined as plain text (images left out)."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.text for p in self.content)
+        return "".join(p.text for p in self.content if isinstance(p, InputPart))
+
+    def images(self) -> list[InputImage]:
+        """The image parts, in order."""
+        if not isinstance(self.content, list):
+            return []
+        return [p for p in self.content if isinstance(p, InputImage)]
 
 
 class FunctionCallItem(BaseModel):
@@ -209,7 +268,9 @@ class ResponsesRequest(StopMixin, WireModel):
     """The body of a create-response request."""
 
     model: str
-    input: str | list[InputItem]
+    # Tagged, so a bad item is the error reported, not "input should be a string".
+    input: Annotated[Union[Annotated[str, Tag("text")], Annotated[list[InputItem], Tag("list")]],
+                     Discriminator(_text_or_list)]
     instructions: str | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None

@@ -16,7 +16,7 @@ from shoal.backends.base import ModelCard
 from shoal.core.context import RequestContext
 from shoal.core.types import GenerationRequest
 from shoal.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
-from shoal.routing.strategies import by_load, order_models, unfit
+from shoal.routing.strategies import by_load, lacks_hard_need, order_models, unfit
 
 if TYPE_CHECKING:
     from shoal.core.pipeline import Deployment
@@ -122,8 +122,9 @@ class Router:
 
         A router never sends a request to a deployment that lacks what it needs
         (400 when none can serve it); a model named directly prefers its capable
-        deployments and otherwise lets its backend answer. 503 (with
-        ``retry-after``) when every capable one is cooling down after failures.
+        deployments and otherwise lets its backend answer, except for images: a
+        deployment without ``vision`` never gets one (400 ``model_not_capable``).
+        503 (with ``retry-after``) when every capable one is cooling down after failures.
         """
         spec = self.routers.get(request.model)
         groups = self._groups_for(request.model, context)
@@ -140,7 +141,7 @@ class Router:
                     reasons.append(f"{dep.name} {why}")
         if not capable and spec is None:
             # A model named directly: its own backend answers what it cannot do (as without a catalog).
-            capable = [dep for deps in groups for dep in by_load(deps)]
+            capable = [dep for deps in groups for dep in by_load(deps) if not lacks_hard_need(dep.card, request)]
         if not capable:
             raise InvalidRequestError(f"No deployment of {request.model!r} can serve this request: "
                                       + "; ".join(dict.fromkeys(reasons)) + ".", param="model",

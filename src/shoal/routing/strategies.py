@@ -18,18 +18,26 @@ if TYPE_CHECKING:
 Policy = Literal["cheapest", "fastest", "quality"]
 POLICIES: tuple[str, ...] = ("cheapest", "fastest", "quality")
 CHARS_PER_TOKEN = 4
+HARD_NEEDS = frozenset({"vision"})
+"""Needs a model named directly cannot fall back on: its backend would fail or silently drop the images."""
 
 
 def prompt_tokens(request: GenerationRequest) -> int:
-    """A quick over-estimate-free guess of the prompt size (about four characters a token)."""
+    """A quick over-estimate-free guess of the prompt size (about four characters a token).
+
+    Each image counts as a fixed :attr:`ImageInput.estimated_tokens` (85 low
+    detail, 765 otherwise), never by the length of its URL or data.
+    """
     chars = 0
+    images = 0
     for msg in request.messages:
         chars += len(msg.content) + len(msg.reasoning or "") + 8
         for call in msg.tool_calls:
             chars += len(call.name) + len(call.arguments)
+        images += sum(image.estimated_tokens for image in msg.images)
     for tool in request.tools:
         chars += len(tool.name) + len(tool.description or "") + len(str(tool.parameters or ""))
-    return chars // CHARS_PER_TOKEN
+    return chars // CHARS_PER_TOKEN + images
 
 
 def needs(request: GenerationRequest) -> tuple[str, ...]:
@@ -39,7 +47,14 @@ def needs(request: GenerationRequest) -> tuple[str, ...]:
         out.append("tools")
     if request.response_format is not None and request.response_format.type == "json_schema":
         out.append("json_schema")
+    if request.images:
+        out.append("vision")
     return tuple(out)
+
+
+def lacks_hard_need(card: ModelCard, request: GenerationRequest) -> bool:
+    """Whether ``card`` misses a need of ``request`` that no fallback may ignore (images)."""
+    return any(need in HARD_NEEDS and need not in card.capabilities for need in needs(request))
 
 
 def wants_reasoning(request: GenerationRequest) -> bool:

@@ -7,6 +7,9 @@ Two estimates, for two jobs:
 * :func:`upper_input_tokens` bounds the prompt from above for budget reservations: a
   token covers at least one byte of text, plus an allowance for what the chat
   template adds (role markers, a default system prompt, tool instructions).
+
+Images count a fixed number of tokens each (their URL or base64 data is not prompt
+text): :attr:`ImageInput.estimated_tokens` typically, :data:`IMAGE_UPPER_TOKENS` at most.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from shoal.usage.pricing import Pricing
 PER_MESSAGE_TOKENS = 16
 TEMPLATE_ALLOWANCE_TOKENS = 256
 CHARS_PER_TOKEN = 4
+IMAGE_UPPER_TOKENS = 1600
+"""The most one image is taken to cost: above OpenAI's largest high-detail tiling (1,445) and
+Anthropic's cap (~1,600 for a 1.15-megapixel image)."""
 
 
 def _texts(request: GenerationRequest) -> list[str]:
@@ -39,12 +45,13 @@ def _texts(request: GenerationRequest) -> list[str]:
 def typical_input_tokens(request: GenerationRequest) -> int:
     """A likely prompt size in tokens."""
     chars = sum(len(t) for t in _texts(request))
-    return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(request.messages) + 8
+    images = sum(image.estimated_tokens for image in request.images)
+    return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(request.messages) + 8 + images
 
 
 def upper_input_tokens(request: GenerationRequest, context_length: int) -> int:
     """At most this many prompt tokens (never more than the context window)."""
-    size = sum(len(t.encode()) for t in _texts(request))
+    size = sum(len(t.encode()) for t in _texts(request)) + IMAGE_UPPER_TOKENS * len(request.images)
     return min(size + PER_MESSAGE_TOKENS * len(request.messages) + TEMPLATE_ALLOWANCE_TOKENS, context_length)
 
 

@@ -112,3 +112,26 @@ def test_unknown_fields_are_kept_aside() -> None:
     body = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "x"}],
                                                  "foo": 1, "frequency_penalty": 0})
     assert body.ignored_fields() == ["foo", "frequency_penalty"]
+
+
+def test_image_parts_become_ordered_message_parts() -> None:
+    from shoal.core.types import ImageInput
+
+    png = "data:image/png;base64,iVBORw0KGgo="
+    g = translate(messages=[
+        {"role": "system", "content": "describe images"},
+        {"role": "user", "content": [{"type": "text", "text": "Left:"},
+                                     {"type": "image_url", "image_url": {"url": png, "detail": "low"}},
+                                     {"type": "text", "text": " right:"},
+                                     {"type": "image_url", "image_url": {"url": "https://example.com/b.jpg"}}]},
+    ])
+    system, user = g.messages
+    assert system == Message("system", "describe images") and system.parts == ()
+    assert user.content == "Left: right:"  # text-only consumers still see the text
+    assert user.parts == ("Left:", ImageInput(png, "low"), " right:", ImageInput("https://example.com/b.jpg"))
+    assert g.images == (ImageInput(png, "low"), ImageInput("https://example.com/b.jpg", "auto"))
+
+
+def test_text_only_parts_stay_plain_content() -> None:
+    g = translate(messages=[{"role": "user", "content": [{"type": "text", "text": "a"}]}])
+    assert g.messages == (Message("user", "a"),) and g.images == ()

@@ -144,3 +144,31 @@ def test_sampling() -> None:
 def test_schema_rejects(body: dict[str, Any]) -> None:
     with pytest.raises(pydantic.ValidationError):
         translate(**body)
+
+
+def test_input_image_parts_become_ordered_message_parts() -> None:
+    from shoal.core.types import ImageInput
+
+    g = translate(instructions="Be brief.", input=[
+        {"role": "user", "content": [{"type": "input_image", "image_url": "https://example.com/a.png", "detail": "high"},
+                                     {"type": "input_text", "text": "What is it?"}]},
+    ])
+    system, user = g.messages
+    assert system.parts == () and user.content == "What is it?"
+    assert user.parts == (ImageInput("https://example.com/a.png", "high"), "What is it?")
+    assert user.images == (ImageInput("https://example.com/a.png", "high"),)
+
+
+def test_stored_input_items_keep_images_and_parse_back() -> None:
+    from shoal.api.responses.items import parse_items, stored_input_items
+    from shoal.api.responses.translate import input_messages
+    from shoal.core.types import ImageInput
+
+    png = "data:image/png;base64,iVBORw0KGgo="
+    body = ResponsesRequest.model_validate({"model": "m", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "see"},
+                                     {"type": "input_image", "image_url": png, "detail": "low"}]}]})
+    stored = stored_input_items(body)
+    assert stored[0]["content"][1] == {"type": "input_image", "image_url": png, "detail": "low"}
+    history = input_messages(parse_items(stored))  # the next turn's history, from the database's dicts
+    assert history[0].parts == ("see", ImageInput(png, "low"))

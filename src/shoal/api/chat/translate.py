@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from shoal.api.formats import check_tool_choice, check_tools, json_schema_format
 from shoal.core.types import (
+    ContentPart,
     GenerationRequest,
+    ImageInput,
     Message,
     NamedTool,
     ResponseFormat,
@@ -14,14 +16,22 @@ from shoal.core.types import (
     ToolSpec,
 )
 from shoal.errors import InvalidRequestError
-from shoal.protocol.chat import ChatCompletionRequest, ChatMessage
+from shoal.protocol.chat import ChatCompletionRequest, ChatMessage, ImagePart
+
+
+def _parts(msg: ChatMessage) -> list[ContentPart]:
+    """The content as ordered text and image parts."""
+    if not isinstance(msg.content, list):
+        return [msg.content or ""]
+    return [ImageInput(p.image_url.url, p.image_url.detail) if isinstance(p, ImagePart) else p.text
+            for p in msg.content]
 
 
 def to_message(msg: ChatMessage) -> Message:
-    """One wire message as a core message."""
+    """One wire message as a core message (images, if any, in ``parts``)."""
     calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls or ())
-    return Message(role=msg.role, content=msg.text(), tool_calls=calls,
-                   tool_call_id=msg.tool_call_id, reasoning=msg.reasoning_content)
+    return Message.of_parts(msg.role, _parts(msg), tool_calls=calls,
+                            tool_call_id=msg.tool_call_id, reasoning=msg.reasoning_content)
 
 
 def response_format(body: ChatCompletionRequest) -> ResponseFormat | None:

@@ -8,7 +8,9 @@ from dataclasses import replace
 from shoal.api.formats import check_tool_choice, check_tools, json_schema_format
 from shoal.api.responses.items import unseal_reasoning
 from shoal.core.types import (
+    ContentPart,
     GenerationRequest,
+    ImageInput,
     Message,
     NamedTool,
     ResponseFormat,
@@ -24,6 +26,7 @@ from shoal.protocol.responses import (
     FunctionCallOutputItem,
     FunctionToolChoice,
     HostedToolChoice,
+    InputImage,
     InputItem,
     InputMessage,
     ReasoningItem,
@@ -44,6 +47,13 @@ WEB_SEARCH = ToolSpec(
      "required": ["query"]},
 )
 """How the built-in web search is offered to the model: as a function it may call."""
+
+
+def _parts(item: InputMessage) -> list[ContentPart]:
+    """The content as ordered text and image parts."""
+    if not isinstance(item.content, list):
+        return [item.content or ""]
+    return [ImageInput(p.image_url, p.detail) if isinstance(p, InputImage) else p.text for p in item.content]
 
 
 def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
@@ -67,8 +77,8 @@ def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
         if isinstance(item, InputMessage):
             calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in item.tool_calls or ())
             think = take_reasoning() if item.role == "assistant" else None
-            messages.append(Message(role=item.role, content=item.text(), tool_calls=calls,
-                                    tool_call_id=item.tool_call_id, reasoning=think))
+            messages.append(Message.of_parts(item.role, _parts(item), tool_calls=calls,
+                                             tool_call_id=item.tool_call_id, reasoning=think))
         elif isinstance(item, FunctionCallItem):
             call = ToolCall(item.call_id, item.name, item.arguments)
             last = messages[-1] if messages else None
