@@ -33,11 +33,12 @@ class Pricing(_Strict):
 
 
 class Timeouts(_Strict):
-    """Seconds to connect, to the first byte, and between two reads."""
+    """Seconds to connect, to the first byte, between two reads, and for a whole non-streamed answer."""
 
     connect: float = Field(5.0, gt=0)
     first_byte: float = Field(30.0, gt=0)
     read: float = Field(120.0, gt=0)
+    total: float = Field(600.0, gt=0)
 
 
 class LocalDeployment(_Strict):

@@ -35,7 +35,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--max-queue", type=int, help="requests that may wait for a slot before 503 (default 64)")
     p.add_argument("--max-body-bytes", type=int, help="largest accepted request body (default 16 MiB)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
-    p.add_argument("--access-log", action="store_true", default=None, help="log every HTTP request")
+    p.add_argument("--access-log", action="store_true", default=None, help="log every HTTP request, and a line per generation (model, status, tokens, time to first token)")
     p.add_argument("--admin-token", help="enable the admin API (/admin/keys, /admin/usage) with this token "
                                          "(prefer SHOAL_ADMIN_TOKEN: flags show in ps)")
     p.add_argument("--redis-url", help="Redis for rate limits and budgets shared by replicas "
@@ -86,6 +86,9 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # aiosqlite's debug log prints every SQL parameter (key hashes, stored bodies): never let it through.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    if not settings.access_log and settings.log_level != "debug":
+        # A line per generation costs more than the rest of a relayed request's logging; /metrics counts them.
+        logging.getLogger("shoal.requests").setLevel(logging.WARNING)
     if settings.log_level != "debug":
         # Alembic narrates every schema check; Shoal logs the one line that matters itself.
         logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -52,6 +52,27 @@ class _Queues(Collector):
         yield from (queued, running, open_, loaded, loads, unloads)
 
 
+class _Series:
+    """One deployment's labelled children, looked up once (``labels()`` is the costly part of counting)."""
+
+    def __init__(self, metrics: "Metrics", labels: tuple[str, str]) -> None:
+        self._metrics, self._labels = metrics, labels
+        self._by_status: dict[str, Any] = {}
+        self.input_tokens = metrics.tokens.labels(*labels, "input")
+        self.output_tokens = metrics.tokens.labels(*labels, "output")
+        self.cached_tokens = metrics.tokens.labels(*labels, "cached")
+        self.cache_hits = metrics.cache_hits.labels(*labels)
+        self.ttft = metrics.ttft.labels(*labels)
+        self.latency = metrics.latency.labels(*labels)
+
+    def status(self, status: str) -> Any:
+        """The request counter of ``status``."""
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self._metrics.requests.labels(*self._labels, status)
+        return child
+
+
 class Metrics:
     """The app's metrics; implements ``PipelineObserver``."""
 
@@ -70,6 +91,7 @@ class Metrics:
         self.upstream_errors = Counter("shoal_upstream_errors", "Deployment failures before the first byte",
                                        (*LABELS, "code"), registry=r)
         r.register(_Queues(deployments))
+        self._series: dict[tuple[str, str], _Series] = {}
 
     def attempt_failed(self, deployment: "Deployment", failure: "BackendFailure") -> None:
         """Count an upstream error (the request moved on to another deployment or failed)."""
@@ -79,19 +101,22 @@ class Metrics:
     def closed(self, generation: "Generation") -> None:
         """Count a finished generation."""
         dep, stats = generation.deployment, generation.stats
-        labels = (dep.card.id, dep.name)
-        self.requests.labels(*labels, stats.status).inc()
+        series = self._series.get((dep.card.id, dep.name))
+        if series is None:
+            series = self._series[(dep.card.id, dep.name)] = _Series(self, (dep.card.id, dep.name))
+        series.status(stats.status).inc()
         usage = stats.usage
-        for kind, value in (("input", usage.input_tokens), ("output", usage.output_tokens),
-                            ("cached", usage.cached_tokens)):
-            if value:
-                self.tokens.labels(*labels, kind).inc(value)
+        if usage.input_tokens:
+            series.input_tokens.inc(usage.input_tokens)
+        if usage.output_tokens:
+            series.output_tokens.inc(usage.output_tokens)
         if usage.cached_tokens:
-            self.cache_hits.labels(*labels).inc(usage.cached_tokens)
+            series.cached_tokens.inc(usage.cached_tokens)
+            series.cache_hits.inc(usage.cached_tokens)
         if stats.ttft_ms is not None:
-            self.ttft.labels(*labels).observe(stats.ttft_ms / 1000)
+            series.ttft.observe(stats.ttft_ms / 1000)
         if stats.finished is not None:
-            self.latency.labels(*labels).observe(stats.finished - stats.started)
+            series.latency.observe(stats.finished - stats.started)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+import orjson
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from shoal.core.context import RequestContext
+from shoal.errors import InvalidRequestError
 from shoal.protocol.common import WireModel
 
 if TYPE_CHECKING:
     from shoal.app import Services
 
 log = logging.getLogger("shoal.api")
+
+W = TypeVar("W", bound=WireModel)
 
 
 def services(request: Request) -> "Services":
@@ -65,3 +72,24 @@ def log_ignored(body: WireModel, endpoint: str) -> None:
     ignored = body.ignored_fields()
     if ignored:
         log.debug("%s: ignoring unsupported fields %s", endpoint, ", ".join(ignored))
+
+
+async def read_body(request: Request, schema: type[W]) -> W:
+    """The request's JSON body validated as ``schema``; the same 400s as FastAPI's body parameters.
+
+    Validating the raw bytes in pydantic's core skips FastAPI's decode-then-validate
+    round (a third of the framework's cost on the generation endpoints).
+    """
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        # Nobody is left to answer; a plain 400 keeps it out of the unhandled-error log.
+        raise InvalidRequestError("The client closed the connection before the request body ended.") from None
+    try:
+        return schema.model_validate_json(raw)
+    except ValidationError as exc:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False), body=body) from None

@@ -15,6 +15,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from shoal.backends.base import BackendFailure, ModelCard
 from shoal.backends.upstream import UpstreamConfig, UpstreamHTTP, dropped
 from shoal.core.types import (
@@ -220,7 +222,7 @@ class AnthropicBackend:
         async with self.http.post(path, body) as response:
             async for _, data in self.http.sse(response):
                 try:
-                    event = json.loads(data)
+                    event = orjson.loads(data)
                 except ValueError as exc:
                     raise dropped(self.http.who, "malformed event") from exc
                 for out in translator.feed(event if isinstance(event, dict) else {}):

@@ -10,11 +10,12 @@ serves the whole Responses API too.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
+
+import orjson
 
 from shoal.backends.base import BackendFailure, ModelCard
 from shoal.backends.local.chunks import ChunkTranslator
@@ -93,6 +94,37 @@ def reported_reasoning_tokens(chunk: dict[str, Any]) -> int | None:
     return int(value) if isinstance(value, (int, float)) else None
 
 
+def as_chunk(answer: dict[str, Any]) -> dict[str, Any]:
+    """A non-streamed completion as one chunk: each choice's ``message`` becomes its ``delta``."""
+    choices = []
+    for choice in answer.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = dict(choice.get("message") or {})
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(calls) if isinstance(call, dict)]
+        choices.append({"index": choice.get("index", 0), "delta": delta,
+                        "finish_reason": choice.get("finish_reason"), "logprobs": choice.get("logprobs")})
+    return {**answer, "choices": choices}
+
+
+def estimated_reasoning_tokens(chunk: dict[str, Any]) -> int | None:
+    """A whole answer's reasoning tokens when the upstream does not count them: its share of the output text."""
+    usage = chunk.get("usage") or {}
+    output = usage.get("completion_tokens")
+    reasoning = answer_text = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        reasoning += len(delta.get("reasoning_content") or delta.get("reasoning") or "")
+        answer_text += len(delta.get("content") or "")
+        for call in delta.get("tool_calls") or ():
+            answer_text += len(str((call.get("function") or {}).get("arguments") or ""))
+    if not reasoning or not isinstance(output, int):
+        return None
+    return max(1, round(output * reasoning / (reasoning + answer_text)))
+
+
 def translation_view(request: GenerationRequest) -> GenerationRequest:
     """The request as the chunk translator should parse the upstream's content.
 
@@ -126,31 +158,35 @@ class OpenAICompatBackend:
         return [self.card]
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        """Stream the upstream's chunks as core events; :class:`BackendFailure` on any failure."""
+        """The upstream's answer as core events; :class:`BackendFailure` on any failure.
+
+        A caller that does not stream gets the upstream's non-streamed answer, parsed
+        once, instead of a stream of chunks to relay.
+        """
+        whole = not request.stream
         body = chat_body(request, self.config.model, self.config.extra_body)
+        if whole:
+            body["stream"] = False
+            del body["stream_options"]
         translator = ChunkTranslator(translation_view(request))
         reasoning_tokens: int | None = None
-        finished = False
-        async with self.http.post("chat/completions", body) as response:
-            async for _, data in self.http.sse(response):
-                if data.strip() == "[DONE]":
-                    finished = True
+        done = False
+        async with self.http.post("chat/completions", body, whole=whole) as response:
+            async for chunk in self._chunks(response, whole):
+                if chunk is None:
+                    done = True
                     break
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise dropped(self.http.who, "malformed chunk") from exc
-                if not isinstance(chunk, dict):
-                    continue
                 if "error" in chunk and not chunk.get("choices"):
                     err = chunk["error"]
                     message = err.get("message") if isinstance(err, dict) else str(err)
                     raise BackendFailure(f"{self.http.who} failed while streaming: {message}",
                                          code="upstream_error")
                 reasoning_tokens = reported_reasoning_tokens(chunk) or reasoning_tokens
+                if whole and reasoning_tokens is None:
+                    reasoning_tokens = estimated_reasoning_tokens(chunk)
                 for event in translator.feed(normalize_chunk(chunk)):
                     yield event
-            if not finished and translator.finish_reason is None:
+            if not done and translator.finish_reason is None:
                 raise dropped(self.http.who)
         events = translator.close()
         for event in events:
@@ -160,6 +196,26 @@ class OpenAICompatBackend:
                                                    min(reasoning_tokens, u.output_tokens) or reasoning_tokens,
                                                    u.tool_output_tokens))
             yield event
+
+    async def _chunks(self, response: Any, whole: bool) -> AsyncIterator[dict[str, Any] | None]:
+        """The answer as chunk dicts (a whole answer as one), then None at ``[DONE]``."""
+        if whole and response.content_type != "text/event-stream":
+            answer = await self.http.json_body(response)
+            if not isinstance(answer, dict):
+                raise dropped(self.http.who, "malformed answer")
+            yield as_chunk(answer)
+            yield None
+            return
+        async for _, data in self.http.sse(response):
+            if data.strip() == "[DONE]":
+                yield None
+                return
+            try:
+                chunk = orjson.loads(data)
+            except ValueError as exc:
+                raise dropped(self.http.who, "malformed chunk") from exc
+            if isinstance(chunk, dict):
+                yield chunk
 
     async def health(self) -> dict[str, Any]:
         """``ok`` when the upstream lists its models."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
 
 from shoal.backends.base import BackendFailure
 
@@ -29,11 +30,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds allowed to connect, to get the first byte of the answer, and between two reads."""
+    """Seconds allowed to connect, to get the first byte of the answer, and between two reads.
+
+    ``total`` bounds a non-streamed answer, which sends nothing until it is complete
+    (OpenAI's SDK waits 600 s by default).
+    """
 
     connect: float = 5.0
     first_byte: float = 30.0
     read: float = 120.0
+    total: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -141,8 +147,7 @@ class UpstreamHTTP:
                 timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect,
                                               sock_read=t.read),
                 connector=aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300),
-                headers={**self.config.headers, **self._auth},
-                json_serialize=json.dumps,
+                headers={"Content-Type": "application/json", **self.config.headers, **self._auth},
             )
         return self._session
 
@@ -151,14 +156,20 @@ class UpstreamHTTP:
         return self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     @asynccontextmanager
-    async def post(self, path: str, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST ``body``; yields the 2xx response, raises :class:`BackendFailure` otherwise."""
+    async def post(self, path: str, body: dict[str, Any], *,
+                   whole: bool = False) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``body``; yields the 2xx response, raises :class:`BackendFailure` otherwise.
+
+        ``whole``: the answer comes in one piece once it is complete, so its headers
+        may take up to ``timeouts.total`` rather than ``first_byte``.
+        """
         session = self._get_session()
         timeouts = self.config.timeouts
+        wait = timeouts.total if whole else timeouts.first_byte
         try:
-            response = await within(session.post(self.url(path), json=body), timeouts.first_byte)
+            response = await within(session.post(self.url(path), data=orjson.dumps(body)), wait)
         except asyncio.TimeoutError as exc:
-            raise BackendFailure(f"{self.who} sent no answer within {timeouts.first_byte:g} s.", retryable=True,
+            raise BackendFailure(f"{self.who} sent no answer within {wait:g} s.", retryable=True,
                                  code="upstream_timeout") from exc
         except aiohttp.ClientError as exc:
             raise BackendFailure(f"Cannot reach {self.who}: {type(exc).__name__}.", retryable=True,
@@ -174,45 +185,69 @@ class UpstreamHTTP:
         finally:
             response.release()
 
-    async def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The body's lines; the first within the first-byte timeout, then read-timeout between lines."""
+    async def json_body(self, response: aiohttp.ClientResponse) -> Any:
+        """A complete JSON answer; a body cut short or not JSON is a dropped answer (retryable)."""
+        try:
+            raw = await within(response.read(), self.config.timeouts.read)
+        except asyncio.TimeoutError as exc:
+            raise BackendFailure(f"{self.who} stopped sending.", retryable=True, code="upstream_timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise dropped(self.who, type(exc).__name__) from exc
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise dropped(self.who, "malformed answer") from exc
+
+    async def reads(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The body as it arrives; the first read within the first-byte timeout, later ones within ``sock_read``."""
         content = response.content
         first = True
         while True:
             try:
                 if first:
-                    line = await within(content.readline(), self.config.timeouts.first_byte)
+                    chunk = await within(content.readany(), self.config.timeouts.first_byte)
                     first = False
                 else:
-                    line = await content.readline()
+                    chunk = await content.readany()
             except asyncio.TimeoutError as exc:
                 raise BackendFailure(f"{self.who} stopped sending.", retryable=True,
                                      code="upstream_timeout") from exc
             except aiohttp.ClientError as exc:
                 raise dropped(self.who, type(exc).__name__) from exc
-            if not line:
+            if not chunk:
                 return
-            yield line
+            yield chunk
 
     async def sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
-        """``(event, data)`` pairs of a server-sent-event stream (``event`` is ``""`` when unnamed)."""
+        """``(event, data)`` pairs of a server-sent-event stream (``event`` is ``""`` when unnamed).
+
+        Framed from whole reads rather than line by line: an upstream usually
+        sends several events per read, and a ``readline`` per line was the
+        largest cost of relaying a short answer.
+        """
         event = ""
         data: list[str] = []
-        async for raw in self.lines(response):
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            if not line:
-                if data:
-                    yield event, "\n".join(data)
-                event, data = "", []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data.append(value)
-            elif name == "event":
-                event = value
+        rest = b""
+        async for chunk in self.reads(response):
+            *lines, rest = (rest + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r")
+                if not line:
+                    if data:
+                        yield event, "\n".join(data)
+                    event, data = "", []
+                    continue
+                if line.startswith(":"):
+                    continue
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "data":
+                    data.append(value)
+                elif name == "event":
+                    event = value
+        tail = rest.decode("utf-8", errors="replace").rstrip("\r")
+        if tail.startswith("data:"):  # a last line without its newline
+            data.append(tail[6:] if tail.startswith("data: ") else tail[5:])
         if data:
             yield event, "\n".join(data)
 

@@ -205,13 +205,14 @@ class Generation:
                 stats.status = "cancelled"
             if stats.status in ("cancelled", "failed") and not stats.usage.output_tokens:
                 stats.usage = Usage(output_tokens=stats.streamed_deltas)
-            log.info(
-                "model=%s status=%s input=%d cached=%d output=%d ttft_ms=%s total_ms=%.1f",
-                stats.model, stats.status, stats.usage.input_tokens, stats.usage.cached_tokens,
-                stats.usage.output_tokens,
-                "-" if stats.ttft_ms is None else f"{stats.ttft_ms:.1f}",
-                (stats.finished - stats.started) * 1000,
-            )
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "model=%s status=%s input=%d cached=%d output=%d ttft_ms=%s total_ms=%.1f",
+                    stats.model, stats.status, stats.usage.input_tokens, stats.usage.cached_tokens,
+                    stats.usage.output_tokens,
+                    "-" if stats.ttft_ms is None else f"{stats.ttft_ms:.1f}",
+                    (stats.finished - stats.started) * 1000,
+                )
             if self.on_close is not None:
                 self.on_close(self)
             if self._hooks is not None:

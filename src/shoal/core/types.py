@@ -150,6 +150,8 @@ class GenerationRequest:
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None
     """``none`` / ``minimal`` / ``low`` / ``medium`` / ``high`` / ``xhigh``, passed on where the model supports it."""
+    stream: bool = True
+    """Whether the caller reads the answer as it is made; when False, an upstream may be asked for it whole."""
 
     @property
     def images(self) -> tuple[ImageInput, ...]:

@@ -81,4 +81,5 @@ def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
         user=body.user,
         response_format=response_format(body),
         reasoning_effort=body.reasoning_effort,
+        stream=bool(body.stream),
     )

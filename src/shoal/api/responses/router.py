@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from shoal import sse
-from shoal.api.deps import authenticated, context, log_ignored, owner, services
+from shoal.api.deps import authenticated, context, log_ignored, owner, read_body, services
 from shoal.api.responses.echo import echo_fields
 from shoal.api.responses.translate import ENCRYPTED_INCLUDE, LOGPROBS_INCLUDE
 from shoal.errors import InvalidRequestError, NotFoundError
@@ -28,8 +28,12 @@ async def _frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]
 
 
 @router.post("/v1/responses")
-async def create_response(body: ResponsesRequest, request: Request) -> Response:
-    """Create a model response: returned whole, streamed as semantic events, or run in the background."""
+async def create_response(request: Request) -> Response:
+    """Create a model response: returned whole, streamed as semantic events, or run in the background.
+
+    The body is a :class:`ResponsesRequest`.
+    """
+    body = await read_body(request, ResponsesRequest)
     log_ignored(body, "responses")
     svc = services(request)
     ctx = context(request)

@@ -191,4 +191,6 @@ def to_generation(body: ResponsesRequest, history: Sequence[Message] = ()) -> Ge
         user=body.user,
         response_format=text_format(body),
         reasoning_effort=body.reasoning.effort if body.reasoning is not None else None,
+        # A background response can be followed live later, so it is generated as a stream.
+        stream=bool(body.stream or body.background),
     )
