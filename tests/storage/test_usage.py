@@ -68,3 +68,17 @@ async def test_summary_by_key_model_and_day(database: Database) -> None:
     assert by_day == {"2026-01-01": pytest.approx(0.75), "2026-01-02": pytest.approx(1.0)}
     assert [r["group"] for r in await store.summary("day", since=DAY1 + 86400)] == ["2026-01-02"]
     assert [r["group"] for r in await store.summary("key", key_id="key_b")] == ["key_b"]
+
+
+async def test_closing_while_a_batch_is_being_written_loses_nothing(database: Database) -> None:
+    """aclose() during a batched write waits for it (a cancelled write once left SQLite locked)."""
+    import asyncio
+
+    store = UsageStore(database, flush_seconds=0.0, max_batch=50)
+    for i in range(400):
+        store.queue(rec("key_a", cost=0.001, ts=DAY1 + i))
+    await asyncio.sleep(0.005)  # the flusher is now inside its batches
+    for i in range(400, 450):
+        store.queue(rec("key_a", cost=0.001, ts=DAY1 + i))
+    await store.aclose()
+    assert len(await store.records(key_id="key_a", limit=1000)) == 450

@@ -96,7 +96,8 @@ class UsageStore:
         """Write what is still queued."""
         flusher, self._flusher = self._flusher, None
         if flusher is not None and not flusher.done():
-            flusher.cancel()
+            # Waited for, not cancelled: a flush cancelled mid-write leaves its connection inside a
+            # transaction that holds SQLite's write lock, and the final flush below then fails.
             await asyncio.gather(flusher, return_exceptions=True)
         await self.flush()
 
