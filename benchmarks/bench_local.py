@@ -221,6 +221,7 @@ def direct_worker(args: argparse.Namespace) -> int:
     params.cache_prompt = True
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
+    params.cpuparams.poll = 0  # as Shoal's LocalBackend.load()
     params.model_alias = {"direct"}
     started = time.perf_counter()
     server = xllamacpp.Server(params)
@@ -955,7 +956,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         "## Method",
         "",
         "- **Direct**: `xllamacpp.Server` configured exactly like Shoal's `LocalBackend.load()` (n_parallel, "
-        "n_ctx = ctx_per_slot × parallel, use_jinja, cache_prompt, threads for decode and batch), in its own worker "
+        "n_ctx = ctx_per_slot × parallel, use_jinja, cache_prompt, threads for decode and batch, decode threads not polling), in its own worker "
         "subprocess; `handle_chat_completions(body, callback)` with `stream=True` and "
         "`stream_options.include_usage`, one thread per stream; TTFT is the callback time of the first "
         "non-empty content delta, token counts come from the final usage chunk.",

@@ -96,3 +96,17 @@ def test_app_serves_catalog_models_and_routers(tmp_path: Path) -> None:
     assert set(by_id) == {"fast", "auto"}
     assert by_id["fast"]["pricing"] == {"input": 0.1, "cached_input": 0.01, "output": 0.2}
     assert by_id["auto"]["router"] == {"policy": "cheapest", "models": ["fast", "f"]}
+
+
+def test_a_local_deployment_cannot_claim_vision(tmp_path: Path) -> None:
+    text = """models:
+  - id: local-one
+    deployments:
+      - type: local
+        path: /nowhere/model.gguf
+        capabilities: [tools, vision]
+"""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        build_settings(path)
+    assert str(info.value).startswith(f"{path}:6: ") and "cannot have 'vision'" in str(info.value)

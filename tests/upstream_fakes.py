@@ -78,6 +78,10 @@ class FakeUpstream:
         if what == "400":
             return web.json_response({"error": {"message": "bad temperature", "type": "invalid_request_error"}},
                                      status=400)
+        if isinstance(what, dict):  # a whole (non-streamed) answer
+            return web.json_response(what)
+        if isinstance(what, tuple) and what[0] == "raw-json":  # a body that claims to be JSON
+            return web.Response(body=what[1], content_type="application/json")
         if what == "hang":
             try:
                 await asyncio.wait_for(self._stop.wait(), 10)
@@ -91,7 +95,12 @@ class FakeUpstream:
             assert request.transport is not None
             request.transport.close()
             return response
-        await response.write(OK_STREAM if what == "ok" else what)
+        if isinstance(what, list):  # pieces sent one by one, so the client reads them apart
+            for piece in what:
+                await response.write(piece)
+                await asyncio.sleep(0.01)
+        else:
+            await response.write(OK_STREAM if what == "ok" else what)
         await response.write_eof()
         return response
 

@@ -162,11 +162,15 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
             await tenancy.aclose()
             await db.aclose()
 
-    app = FastAPI(title="Shoal", version="0.1.0", lifespan=lifespan)
+    # FastAPI's own OpenTelemetry hooks look up tracer and meter providers on every request;
+    # Shoal's metrics are its Prometheus /metrics.
+    app = FastAPI(title="Shoal", version="0.1.0", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     install_error_handlers(app)
-    app.include_router(models.router)
+    # The generation endpoints first: routes are matched in order.
     app.include_router(chat.router)
     app.include_router(responses.router)
+    app.include_router(models.router)
     app.include_router(admin.router)
 
     @app.get("/health")

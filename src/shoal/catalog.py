@@ -65,6 +65,14 @@ class LocalDeployment(_Strict):
     max_concurrency: int | None = Field(None, ge=1)
     """At most this many requests in flight (capped by the engine's parallel slots)."""
 
+    @field_validator("capabilities")
+    @classmethod
+    def _text_only(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and "vision" in value:
+            raise ValueError("a local llama.cpp deployment runs text-only GGUFs (no multimodal projector): "
+                             "it cannot have 'vision'")
+        return value
+
     @field_validator("hf")
     @classmethod
     def _hub_file(cls, value: str | None) -> str | None:

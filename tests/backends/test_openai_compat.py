@@ -154,3 +154,61 @@ async def test_an_image_reaches_the_upstream_body() -> None:
     assert up.bodies[0]["messages"][0]["content"] == [
         {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "high"}},
         {"type": "text", "text": "What is it?"}]
+
+
+WHOLE = {
+    "id": "chatcmpl-1", "object": "chat.completion", "model": "served-name",
+    "choices": [{"index": 0, "finish_reason": "tool_calls",
+                 "message": {"role": "assistant", "content": None, "reasoning_content": "Paris is a city; weather.",
+                             "tool_calls": [{"id": "call_1", "type": "function",
+                                             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}}],
+    "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70,
+              "prompt_tokens_details": {"cached_tokens": 32}},
+}
+
+
+async def test_a_caller_that_does_not_stream_gets_the_upstreams_whole_answer() -> None:
+    async with FakeUpstream(WHOLE) as up:
+        events = await collect(backend(up.url), GenerationRequest(
+            model="m", messages=(Message("user", "weather?"),), tools=(TOOL,), stream=False))
+    body = up.bodies[0]
+    assert body["stream"] is False and "stream_options" not in body
+    assert events[0] == ReasoningDelta("Paris is a city; weather.")
+    (call,) = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert (call.id, call.name, call.arguments) == ("call_1", "get_weather", '{"city":"Paris"}')
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.reason == "tool_calls"
+    assert (finish.usage.input_tokens, finish.usage.output_tokens, finish.usage.cached_tokens) == (50, 20, 32)
+    # Not counted by the upstream: the reasoning's share of the output text (25 of 41 characters).
+    assert finish.usage.reasoning_tokens == 12
+
+
+async def test_an_upstream_that_streams_anyway_is_read_as_a_stream() -> None:
+    async with FakeUpstream(LOGPROBS) as up:
+        events = await collect(backend(up.url), GenerationRequest(
+            model="m", messages=(Message("user", "hi"),), stream=False))
+    assert up.bodies[0]["stream"] is False
+    assert [e for e in events if isinstance(e, TextDelta)][0].text == "Hi"
+    assert isinstance(events[-1], Finish) and events[-1].usage.output_tokens == 2
+
+
+async def test_events_split_across_reads_at_any_byte_are_framed_alike() -> None:
+    """Frames cut mid-line, mid-UTF-8 character and between the two newlines still parse the same."""
+    raw = '{"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}'
+    stream = (f"data: {raw % 'Grüße, '}\n\ndata: {raw % 'naïve café'}\n\n".encode()
+              + chunk({}, "stop") + chunk({}, usage={"prompt_tokens": 3, "completion_tokens": 4})
+              + b"data: [DONE]\n\n")
+    cut = [7, stream.index("ü".encode()) + 1, stream.index(b"\n\n", 40) + 1, len(stream) - 3]
+    pieces = [stream[a:b] for a, b in zip([0, *cut], [*cut, len(stream)])]
+    async with FakeUpstream(pieces) as up:
+        events = await collect(backend(up.url), GenerationRequest(model="m", messages=(Message("user", "hi"),)))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Grüße, naïve café"
+    assert isinstance(events[-1], Finish) and events[-1].usage.output_tokens == 4
+
+
+async def test_a_whole_answer_that_is_not_json_is_a_dropped_answer() -> None:
+    async with FakeUpstream(("raw-json", b'{"choices": [')) as up:
+        with pytest.raises(BackendFailure) as info:
+            await collect(backend(up.url), GenerationRequest(model="m", messages=(Message("user", "x"),),
+                                                             stream=False))
+    assert info.value.retryable and info.value.code == "upstream_dropped"

@@ -50,6 +50,7 @@ def shoal(test_model_path: Path, tmp_path: Path) -> Iterator[ServerProcess]:
 models:
   - id: smol-hf
     context_length: 1024
+    capabilities: {tools: true, vision: true}
     deployments:
       - {type: local, hf: shoal-test/smollm2/smollm2.gguf, parallel: 1, ctx_per_slot: 1024}
 """)
@@ -67,6 +68,9 @@ def test_hf_deployment_served_from_the_hub_cache_offline(shoal: ServerProcess) -
     assert "downloading" not in log
     with shoal.client() as client:
         assert [m.id for m in client.models.list()] == ["smol-hf"]
+        # The model may see images elsewhere; its local llama.cpp deployment is text-only.
+        capabilities = client.models.retrieve("smol-hf").model_extra["capabilities"]  # type: ignore[index]
+        assert "tools" in capabilities and "vision" not in capabilities
         reply = client.chat.completions.create(
             model="smol-hf", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8,
             temperature=0, seed=1)

@@ -67,7 +67,9 @@ def _local(settings: Settings, entry: Any, spec: Any, index: int, pool: MemoryPo
         verbose=settings.log_level == "debug")
     name = spec.name or f"{entry.id}/local-{index}"
     size = spec.memory_mb * MIB if spec.memory_mb else path.stat().st_size
-    card = entry.card(spec.capabilities, {"engine": "llama.cpp", "file": path.name})
+    # Text-only here (no multimodal projector): a local deployment never takes images, whatever the model says.
+    caps = spec.capabilities if spec.capabilities is not None else entry.capabilities
+    card = entry.card(tuple(c for c in caps if c != "vision"), {"engine": "llama.cpp", "file": path.name})
     if spec.mode == "serverless":
         backend: Backend = ServerlessBackend(name, card, lambda: LocalBackend(config), capacity=config.parallel,
                                              size=size, pool=pool, idle_unload_seconds=spec.idle_unload_seconds)

@@ -72,6 +72,9 @@ class LocalBackend:
         params.cache_prompt = True
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
+        # Decode threads sleep between graphs instead of spinning: a spinning pool starves the event loop
+        # that streams the tokens (measured: 1-stream tok/s 23 -> 31 on 2 cores). Prefill keeps spinning (TTFT).
+        params.cpuparams.poll = 0
         params.model_alias = {cfg.model_id}
         params.api_keys = [self.http_api_key]
         params.verbosity = 3 if cfg.verbose else 1
