@@ -13,12 +13,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal.api import admin, chat, models, responses
+from shoal.api.chat.router import create_chat_completion
+from shoal.api.edge import Edge
+from shoal.api.responses.router import create_response
 from shoal.api.responses.service import ResponsesService
-from shoal.auth.headers import ContextHeaders
 from shoal.auth.keys import StaticKeys
 from shoal.auth.tenancy import Tenancy, build_tenancy
 from shoal.backends.base import Backend
@@ -26,7 +26,7 @@ from shoal.config import Settings
 from shoal.console import install as install_console
 from shoal.core.admission import Admission
 from shoal.core.pipeline import Deployment, Pipeline
-from shoal.errors import PayloadTooLargeError, error_response, install_error_handlers
+from shoal.errors import install_error_handlers
 from shoal.storage.db import Database, default_url
 from shoal.storage.responses import ResponseStore
 from shoal.tools.web_search import provider_from_url
@@ -57,39 +57,6 @@ def node_id(data_dir: Path) -> str:
     value = uuid.uuid4().hex
     path.write_text(value + "\n")
     return value
-
-
-class BodyLimit:
-    """Answer 413 for bodies over ``limit`` bytes, by header or by counting chunks."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await error_response(self._too_large())(scope, receive, send)
-                return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    # FastAPI turns anything but an HTTPException raised while reading into a 400.
-                    raise StarletteHTTPException(413, self._too_large().message)
-            return message
-
-        await self.app(scope, limited, send)
-
-    def _too_large(self) -> PayloadTooLargeError:
-        return PayloadTooLargeError(f"Request body is larger than the limit of {self.limit} bytes.")
 
 
 async def build_deployments(settings: Settings, backends: list[Backend]) -> list[Deployment]:
@@ -196,6 +163,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
 
     install_console(app, settings)
-    app.add_middleware(ContextHeaders)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Edge, limit=settings.max_body_bytes, direct={
+        ("POST", "/v1/chat/completions"): create_chat_completion,
+        ("POST", "/v1/responses"): create_response,
+    })
     return app

@@ -175,20 +175,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return msg, None
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every error raised by the app through the one error shape."""
-
-    async def shoal_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ShoalError)
+def response_for(exc: Exception) -> JSONResponse:
+    """The error response of any exception a request raised (the one mapping, used by every path)."""
+    if isinstance(exc, ShoalError):
         return error_response(exc)
-
-    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
+    if isinstance(exc, RequestValidationError):
         message, param = _validation_message(exc)
         return error_response(InvalidRequestError(message, param=param))
-
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, StarletteHTTPException):
         cls: type[ShoalError] = {
             404: NotFoundError,
             401: AuthenticationError,
@@ -197,12 +191,15 @@ def install_error_handlers(app: FastAPI) -> None:
         err = cls(str(exc.detail))
         err.status_code = exc.status_code
         return error_response(err)
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(ShoalError("The server had an error while processing your request."))
 
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(ShoalError("The server had an error while processing your request."))
 
-    app.add_exception_handler(ShoalError, shoal_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error raised by the app through the one error shape."""
+
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return response_for(exc)
+
+    for kind in (ShoalError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 from starlette.responses import StreamingResponse
 
+from shoal.aio import within
+
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -37,32 +39,52 @@ async def with_keepalive(frames: AsyncIterator[bytes], interval: float) -> Async
     """Yield ``frames``, inserting a comment frame whenever none came for ``interval`` s.
 
     Long prompt processing produces no tokens for a while; proxies and clients
-    would otherwise time the connection out.
+    would otherwise time the connection out. One task reads ``frames`` for the
+    whole stream (a task per frame cost more than relaying the frame); waiting on
+    its queue can time out without disturbing it.
     """
-    it = frames.__aiter__()
-    pending: asyncio.Future[bytes] | None = None
+    # One frame ahead at most: a client that stops reading stops the generation behind it.
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+
+    async def produce() -> None:
+        try:
+            async for frame in frames:
+                await queue.put(frame)
+        except Exception as exc:  # noqa: BLE001 - re-raised in the consumer, where the response sees it
+            await queue.put(_Failed(exc))
+            return
+        await queue.put(_DONE)
+
+    producer = asyncio.ensure_future(produce())
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(it.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
+            try:
+                item = await within(queue.get(), interval)
+            except asyncio.TimeoutError:
                 yield KEEPALIVE
                 continue
-            task, pending = pending, None
-            try:
-                frame = task.result()
-            except StopAsyncIteration:
+            if item is _DONE:
                 return
-            yield frame
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
     finally:
-        if pending is not None:
-            pending.cancel()
-            # Let the cancellation run through the generator before closing it.
-            await asyncio.gather(pending, return_exceptions=True)
-        aclose = getattr(it, "aclose", None)
+        # Cancelling the reader runs the frames' own cleanup (a generation frees its slot).
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+        aclose = getattr(frames, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class _Failed:
+    """An exception raised by the frames, carried to the consumer."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_DONE = object()
 
 
 def sse_response(frames: AsyncIterator[bytes], *, headers: dict[str, str] | None = None,

@@ -50,10 +50,11 @@ async def authenticated(request: Request) -> None:
     """
     authorization = request.headers.get("authorization")
     if authorization is None and console_admin(request):
-        request.state.context = RequestContext(owner=CONSOLE_OWNER, key_id=CONSOLE_OWNER, endpoint=request.url.path)
+        request.state.context = RequestContext(owner=CONSOLE_OWNER, key_id=CONSOLE_OWNER,
+                                               endpoint=request.scope["path"])
         return
     access = services(request).tenancy.access
-    request.state.context = await access.authenticate(authorization, request.url.path)
+    request.state.context = await access.authenticate(authorization, request.scope["path"])
 
 
 def context(request: Request) -> RequestContext:

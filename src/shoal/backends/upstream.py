@@ -13,19 +13,18 @@ import asyncio
 import email.utils
 import json
 import os
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import orjson
 
+from shoal.aio import within
 from shoal.backends.base import BackendFailure
 
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,17 +110,6 @@ def failure_for_status(status: int, body: str, headers: Any, who: str) -> Backen
     code = "context_length_exceeded" if "context" in message.lower() and (
         "exceed" in message.lower() or "too long" in message.lower()) else None
     return BackendFailure(message, client_error=True, status=status, code=code)
-
-
-async def within(awaitable: Awaitable[T], seconds: float) -> T:
-    """``await awaitable``, or ``asyncio.TimeoutError`` after ``seconds``.
-
-    On Python 3.11+ without ``wait_for``'s extra task per call (this is on every request's path).
-    """
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)
 
 
 def dropped(who: str, detail: str = "") -> BackendFailure:

@@ -135,14 +135,22 @@ class Generation:
         """The id of the model that serves this generation."""
         return self.deployment.card.id
 
-    async def prime(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for the first event, raising early failures."""
-        self._pending = asyncio.ensure_future(self._events.__anext__())
-        done, _ = await asyncio.wait({self._pending}, timeout=timeout)
-        if not done:
-            return
-        task, self._pending = self._pending, None
+    async def prime(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` s for the first event (no limit: ``None``), raising early failures.
+
+        A streamed answer starts its response after ``timeout`` even without an event (then
+        keep-alives flow); a whole answer has nothing to send before it is done, so it waits
+        without the extra task a timeout needs.
+        """
         try:
+            if timeout is None:
+                self._first = await self._events.__anext__()
+                return
+            self._pending = asyncio.ensure_future(self._events.__anext__())
+            done, _ = await asyncio.wait({self._pending}, timeout=timeout)
+            if not done:
+                return
+            task, self._pending = self._pending, None
             self._first = task.result()
         except StopAsyncIteration:
             self._first = None
@@ -320,7 +328,7 @@ class Pipeline:
             raise to_shoal_error(exc) from exc
         generation = Generation(dep, events, stats, context)
         try:
-            await generation.prime(self.prime_timeout)
+            await generation.prime(self.prime_timeout if request.stream else None)
         except BaseException:
             await generation.aclose(status="failed")
             raise

@@ -82,9 +82,19 @@ class PriceTable:
 
     def __init__(self, configured: Mapping[str, Pricing] | None = None) -> None:
         self._configured = dict(configured or {})
+        self._parsed: dict[int, tuple[ModelCard, Pricing]] = {}
 
     def for_card(self, card: ModelCard) -> Pricing:
         """The price of the model ``card`` describes (by id, then by alias)."""
+        # Cards are fixed once served; a price is looked up on every request (the card is kept so its id stays its own).
+        known = self._parsed.get(id(card))
+        if known is not None and known[0] is card:
+            return known[1]
+        price = self._lookup(card)
+        self._parsed[id(card)] = (card, price)
+        return price
+
+    def _lookup(self, card: ModelCard) -> Pricing:
         for name in (card.id, *card.aliases):
             if name in self._configured:
                 return self._configured[name]

@@ -27,12 +27,13 @@ async def _frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]
         yield sse.event_frame(event["type"], event)
 
 
-@router.post("/v1/responses")
 async def create_response(request: Request) -> Response:
     """Create a model response: returned whole, streamed as semantic events, or run in the background.
 
-    The body is a :class:`ResponsesRequest`.
+    The body is a :class:`ResponsesRequest`. A plain route (the edge calls it directly), so it
+    authenticates itself.
     """
+    await authenticated(request)
     body = await read_body(request, ResponsesRequest)
     log_ignored(body, "responses")
     svc = services(request)
@@ -57,6 +58,9 @@ async def create_response(request: Request) -> Response:
     headers["x-shoal-model"] = result["model"]
     return _json(result, {**ctx.headers, **headers})
 
+
+
+router.add_route("/v1/responses", create_response, methods=["POST"])
 
 @router.get("/v1/responses/{response_id}")
 async def get_response(response_id: str, request: Request, stream: bool = False,
