@@ -117,3 +117,24 @@ async def test_requests_are_counted_against_rpm(db: Database) -> None:
         await acc.authenticate(f"Bearer {secret}")
     assert info.value.status_code == 429 and int(info.value.headers["retry-after"]) >= 1
     assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_many_requests_with_an_expired_key_share_one_lookup(db: Database) -> None:
+    import asyncio
+
+    manager = KeyManager(KeyStore(db))
+    _, secret = await manager.create(KeySpec(name="busy"))
+    store = KeyStore(db)
+    lookups = 0
+    real = store.by_hash
+
+    async def counted(key_hash: str):  # type: ignore[no-untyped-def]
+        nonlocal lookups
+        lookups += 1
+        await asyncio.sleep(0.05)  # a slow database: every request arrives while it runs
+        return await real(key_hash)
+
+    store.by_hash = counted  # type: ignore[method-assign]
+    acc = Access(StaticKeys(()), store, RateLimiter(LocalCounters()), clock=Clock())
+    contexts = await asyncio.gather(*(acc.authenticate(f"Bearer {secret}") for _ in range(20)))
+    assert lookups == 1 and len({c.key_id for c in contexts}) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -42,6 +43,7 @@ class Access:
         self.clock = clock
         self._cache: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
         self._managed: tuple[float, bool] = (float("-inf"), False)
+        self._inflight: dict[str, asyncio.Future[tuple[ApiKey, str] | None]] = {}
 
     async def auth_required(self) -> bool:
         """Whether /v1 calls must carry a key right now."""
@@ -61,7 +63,7 @@ class Access:
         cached = self._cache.get(candidate)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = await self.store.by_hash(candidate)
+        found = await self._fetch(candidate)
         if found is None or not same_hash(candidate, (found[1],)):
             self._cache.pop(candidate, None)
             return None
@@ -71,6 +73,16 @@ class Access:
         while len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
         return key
+
+    async def _fetch(self, candidate: str) -> tuple[ApiKey, str] | None:
+        """One database lookup per key at a time: a busy key's cache entry expires under many requests at once."""
+        task = self._inflight.get(candidate)
+        if task is None:
+            task = asyncio.ensure_future(self.store.by_hash(candidate))
+            self._inflight[candidate] = task
+            task.add_done_callback(lambda _: self._inflight.pop(candidate, None))
+        # Shielded: one caller going away must not cancel the lookup the others wait for.
+        return await asyncio.shield(task)
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this replica's cache (after revoking or rotating it here)."""

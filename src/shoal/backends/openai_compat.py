@@ -133,7 +133,9 @@ def translation_view(request: GenerationRequest) -> GenerationRequest:
     llama-server do) get the same lenient parsing as the local engine. The choice
     was enforced upstream, so content is always parsed as under ``auto``.
     """
-    if request.tools and request.tool_choice != "none":
+    if not request.tools:
+        return request  # nothing to parse calls for, whatever tool_choice says
+    if request.tool_choice != "none":
         return replace(request, tool_choice="auto")
     return replace(request, tools=(), tool_choice="none")
 

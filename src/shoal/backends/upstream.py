@@ -176,7 +176,7 @@ class UpstreamHTTP:
     async def json_body(self, response: aiohttp.ClientResponse) -> Any:
         """A complete JSON answer; a body cut short or not JSON is a dropped answer (retryable)."""
         try:
-            raw = await within(response.read(), self.config.timeouts.read)
+            raw = await response.read()  # each read is bounded by the session's sock_read (timeouts.read)
         except asyncio.TimeoutError as exc:
             raise BackendFailure(f"{self.who} stopped sending.", retryable=True, code="upstream_timeout") from exc
         except aiohttp.ClientError as exc:
