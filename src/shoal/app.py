@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from shoal.api import admin, chat, models, responses
 from shoal.api.chat.router import create_chat_completion
@@ -46,6 +47,22 @@ class Services:
     db: Database
     responses: ResponsesService
     tenancy: Tenancy
+
+
+class ShoalAPI(FastAPI):
+    """FastAPI with :class:`~shoal.api.edge.Edge` outside its own error, telemetry and body-limit layers.
+
+    The edge renders the direct routes' errors itself, so the generation endpoints pass no
+    layer they do not need; every other route goes through FastAPI's whole stack as usual.
+    """
+
+    edge: dict[str, Any] | None = None
+    """``Edge`` options (``limit``, ``direct``), set before the app serves its first request."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """FastAPI's stack, behind the edge."""
+        stack = super().build_middleware_stack()
+        return stack if self.edge is None else Edge(stack, **self.edge)
 
 
 def node_id(data_dir: Path) -> str:
@@ -131,8 +148,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
 
     # FastAPI's own OpenTelemetry hooks look up tracer and meter providers on every request;
     # Shoal's metrics are its Prometheus /metrics.
-    app = FastAPI(title="Shoal", version="0.1.0", lifespan=lifespan,
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = ShoalAPI(title="Shoal", version="0.1.0", lifespan=lifespan,
+                   telemetry={"tracing": False, "metrics": False, "logs": False})
     install_error_handlers(app)
     # The generation endpoints first: routes are matched in order.
     app.include_router(chat.router)
@@ -163,8 +180,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
 
     install_console(app, settings)
-    app.add_middleware(Edge, limit=settings.max_body_bytes, direct={
+    app.edge = {"limit": settings.max_body_bytes, "direct": {
         ("POST", "/v1/chat/completions"): create_chat_completion,
         ("POST", "/v1/responses"): create_response,
-    })
+    }}
     return app

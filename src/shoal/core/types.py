@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, Union
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -153,9 +154,9 @@ class GenerationRequest:
     stream: bool = True
     """Whether the caller reads the answer as it is made; when False, an upstream may be asked for it whole."""
 
-    @property
+    @cached_property
     def images(self) -> tuple[ImageInput, ...]:
-        """Every image of every message, in order."""
+        """Every image of every message, in order (asked for by routing and estimates, so kept)."""
         return tuple(image for msg in self.messages for image in msg.images)
 
 
