@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,9 +35,13 @@ class PipelineHooks(Protocol):
         """Check limits before generation starts (raise 429 to refuse); returns a token for ``finish``."""
         ...
 
-    async def finish(self, context: RequestContext, deployment: "Deployment", stats: "GenerationStats",
-                     token: Any) -> None:
-        """Record what was used, once the generation has ended in any way."""
+    def finish(self, context: RequestContext, deployment: "Deployment", stats: "GenerationStats",
+               token: Any) -> Awaitable[None] | None:
+        """Record what was used, once the generation has ended in any way.
+
+        Returns what is left to do (settling reservations) as an awaitable, or None; the
+        pipeline finishes it even for a client that went away.
+        """
         ...
 
 
@@ -224,8 +228,10 @@ class Generation:
             if self.on_close is not None:
                 self.on_close(self)
             if self._hooks is not None:
-                # Shielded: a client that went away must still be accounted for.
-                await asyncio.shield(self._hooks.finish(self.context, self.deployment, stats, self._token))
+                rest = self._hooks.finish(self.context, self.deployment, stats, self._token)
+                if rest is not None:
+                    # Shielded: a client that went away must still be accounted for.
+                    await asyncio.shield(rest)
 
 
 class Pipeline:
@@ -274,7 +280,9 @@ class Pipeline:
         except BaseException:
             if self.hooks is not None:
                 dep, stats = tried[-1] if tried else (first, GenerationStats(model=first.card.id, status="rejected"))
-                await self.hooks.finish(context, dep, stats, token)
+                rest = self.hooks.finish(context, dep, stats, token)
+                if rest is not None:
+                    await rest
             raise
         generation._hooks, generation._token = self.hooks, token
         context.headers["x-shoal-deployment"] = generation.deployment.name

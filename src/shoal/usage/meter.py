@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from shoal.auth.ratelimit import RateLimiter, TokenHold
@@ -31,9 +33,14 @@ class Ticket:
     """What ``admit`` reserved for one generation, handed back to ``finish``."""
 
     started: float
-    estimated_input: int
+    request: GenerationRequest | None = None
     tokens: TokenHold | None = None
     budget: BudgetHold | None = None
+
+    @cached_property
+    def estimated_input(self) -> int:
+        """The prompt's likely size in tokens, worked out only when a limit or an interrupted stream needs it."""
+        return typical_input_tokens(self.request) if self.request is not None else 0
 
 
 class Meter:
@@ -48,7 +55,7 @@ class Meter:
     async def admit(self, request: GenerationRequest, context: RequestContext, deployment: Deployment) -> Ticket:
         """Reserve tokens and the maximum cost; 429 (``rate_limit_exceeded`` / ``insufficient_quota``) if over."""
         card = deployment.card
-        ticket = Ticket(started=time.perf_counter(), estimated_input=typical_input_tokens(request))
+        ticket = Ticket(started=time.perf_counter(), request=request)
         key = context.key if isinstance(context.key, ApiKey) else None
         if key is None:
             return ticket
@@ -76,10 +83,13 @@ class Meter:
             usage = Usage(input_tokens=ticket.estimated_input, output_tokens=usage.output_tokens)
         return usage
 
-    async def finish(self, context: RequestContext, deployment: Deployment, stats: GenerationStats,
-                     token: Any) -> None:
-        """Record the usage row, then settle the reservations; never raises into the request path."""
-        ticket = token if isinstance(token, Ticket) else Ticket(stats.started, 0)
+    def finish(self, context: RequestContext, deployment: Deployment, stats: GenerationStats,
+               token: Any) -> Awaitable[None] | None:
+        """Record the usage row now; settling reservations (if any) is returned to be awaited.
+
+        Never raises into the request path.
+        """
+        ticket = token if isinstance(token, Ticket) else Ticket(stats.started)
         usage = self._usage(stats, ticket)
         cost = self.prices.for_card(deployment.card).cost(usage.input_tokens, usage.cached_tokens,
                                                           usage.output_tokens)
@@ -96,11 +106,16 @@ class Meter:
             self.usage.queue(record)
         except Exception:
             log.exception("could not record usage of a %s request (key %s)", deployment.card.id, _label(context))
+        if ticket.budget is None and ticket.tokens is None:
+            return None
+        return self._settle(context, ticket, cost, usage.input_tokens + usage.output_tokens)
+
+    async def _settle(self, context: RequestContext, ticket: Ticket, cost: float, tokens: int) -> None:
         try:
             if ticket.budget is not None:
                 await self.ledger.settle(ticket.budget, cost)
             if ticket.tokens is not None:
-                await self.limiter.settle_tokens(ticket.tokens, usage.input_tokens + usage.output_tokens)
+                await self.limiter.settle_tokens(ticket.tokens, tokens)
         except Exception:
             log.exception("could not settle the reservations of key %s", _label(context))
 
