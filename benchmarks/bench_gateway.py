@@ -224,30 +224,38 @@ def rss_run(url: str, token: str | None, pid: int, workdir: Path, cap_seconds: f
             "start_mib": mib[0], "end_mib": mib[-1], "peak_mib": max(mib), "samples": samples}
 
 
-def measure(name: str, url: str, port: int, token: str | None, pid: int | None, args: argparse.Namespace,
-            workdir: Path) -> dict[str, Any]:
-    """Every measurement of one target."""
-    print(f"== {name}", flush=True)
+def measure_round(name: str, url: str, port: int, token: str | None, args: argparse.Namespace,
+                  workdir: Path) -> dict[str, Any]:
+    """One round of every latency and throughput measurement of one target."""
     d = args.duration
-    wrk(url, token, stream=False, conns=8, seconds=2, workdir=workdir)  # warm-up
-    result: dict[str, Any] = {"name": name}
-    result["ns_c1"] = wrk(url, token, stream=False, conns=1, seconds=d, workdir=workdir)
-    result["ns_c32"] = wrk(url, token, stream=False, conns=32, seconds=d, workdir=workdir)
-    result["st_c32"] = wrk(url, token, stream=True, conns=32, seconds=d, workdir=workdir)
-    result["ttfb"] = ttfb(port, token, args.ttfb_n)
-    if pid is not None:
-        cap = min(args.rss_cap, max(15.0, RSS_REQUESTS / max(1.0, result["ns_c32"]["rps"]) * 1.5 + 5))
-        result["rss"] = rss_run(url, token, pid, workdir, cap)
+    return {"ns_c1": wrk(url, token, stream=False, conns=1, seconds=d, workdir=workdir),
+            "ns_c32": wrk(url, token, stream=False, conns=32, seconds=d, workdir=workdir),
+            "st_c32": wrk(url, token, stream=True, conns=32, seconds=d, workdir=workdir),
+            "ttfb": ttfb(port, token, args.ttfb_n)}
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds (the keys the report reads), with every round kept."""
+    out: dict[str, Any] = {"rounds": rounds}
+    for key in ("ns_c1", "ns_c32", "st_c32"):
+        runs = [r[key] for r in rounds]
+        out[key] = {"rps": round(statistics.median(x["rps"] for x in runs), 1),
+                    "p50_ms": round(statistics.median(x["p50_ms"] for x in runs), 3),
+                    "p99_ms": round(statistics.median(x["p99_ms"] for x in runs), 3),
+                    "requests": sum(x["requests"] for x in runs),
+                    "errors": sum(x["errors"] for x in runs), "non2xx": sum(x["non2xx"] for x in runs)}
+    out["ttfb"] = {"n": sum(r["ttfb"]["n"] for r in rounds),
+                   "p50_ms": round(statistics.median(r["ttfb"]["p50_ms"] for r in rounds), 3),
+                   "p99_ms": round(statistics.median(r["ttfb"]["p99_ms"] for r in rounds), 3)}
+    return out
+
+
+def report_line(name: str, result: dict[str, Any]) -> None:
     for key in ("ns_c1", "ns_c32", "st_c32"):
         r = result[key]
-        print(f"   {key}: {r['rps']:.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
+        print(f"   {name} {key}: {r['rps']:.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
               f"errors {r['errors'] + r['non2xx']}", flush=True)
-    print(f"   ttfb p50 {result['ttfb']['p50_ms']:.3f} ms", flush=True)
-    if "rss" in result:
-        m = result["rss"]
-        print(f"   rss {m['start_mib']} -> {m['end_mib']} MiB (peak {m['peak_mib']}) over {m['requests']} requests",
-              flush=True)
-    return result
+    print(f"   {name} ttfb p50 {result['ttfb']['p50_ms']:.3f} ms", flush=True)
 
 
 # ---------------------------------------------------------------- the gateways
@@ -351,7 +359,6 @@ def main(args: argparse.Namespace) -> int:
         up_url = f"http://{HOST}:{up_port}"
         try:
             time.sleep(0.5)
-            results["targets"]["upstream"] = measure("upstream (direct)", up_url, up_port, None, None, args, workdir)
             gateways: list[tuple[str, Callable[[], tuple[Proc, int, str | None]]]] = [
                 ("passthrough", lambda: start_passthrough(up_url, workdir)),
                 ("shoal", lambda: start_shoal(up_url, workdir))]
@@ -360,23 +367,44 @@ def main(args: argparse.Namespace) -> int:
                 gateways.append(("litellm", lambda: start_litellm(up_url, workdir, args.litellm)))
             else:
                 results["notes"].append(f"LiteLLM not run: {args.litellm} not found")
+            running: dict[str, tuple[Proc, int, str | None]] = {}
             for name, start in gateways:
                 try:
-                    proc, port, token = start()
+                    running[name] = start()
                 except Exception as exc:  # noqa: BLE001 - one gateway failing to start must not end the run
                     results["notes"].append(f"{name} did not start: {exc}")
                     print(f"!! {name} did not start: {exc}", flush=True)
-                    continue
-                try:
-                    url = f"http://{HOST}:{port}"
-                    res = measure(name, url, port, token, proc.pid, args, workdir)
+            targets: dict[str, tuple[str, int, str | None]] = {"upstream": (up_url, up_port, None)}
+            targets |= {name: (f"http://{HOST}:{port}", port, token) for name, (_, port, token) in running.items()}
+            for name, (url, _, token) in targets.items():
+                wrk(url, token, stream=False, conns=8, seconds=2, workdir=workdir)  # warm-up
+            # Interleaved rounds: the machine's speed drifts (shared cores), so every target is measured
+            # in every round, in a rotating order, and the report gives medians over the rounds.
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+            names = list(targets)
+            for rnd in range(args.rounds):
+                order = names[rnd % len(names):] + names[:rnd % len(names)]
+                print(f"== round {rnd + 1}/{args.rounds}: {', '.join(order)}", flush=True)
+                for name in order:
+                    url, port, token = targets[name]
+                    rounds[name].append(measure_round(name, url, port, token, args, workdir))
+            for name in names:
+                results["targets"][name] = combine(rounds[name])
+                report_line(name, results["targets"][name])
+            try:
+                for name, (proc, port, token) in running.items():
+                    res = results["targets"][name]
+                    cap = min(args.rss_cap, max(15.0, RSS_REQUESTS / max(1.0, res["ns_c32"]["rps"]) * 1.5 + 5))
+                    res["rss"] = m = rss_run(f"http://{HOST}:{port}", token, proc.pid, workdir, cap)
+                    print(f"   {name} rss {m['start_mib']} -> {m['end_mib']} MiB (peak {m['peak_mib']}) over "
+                          f"{m['requests']} requests", flush=True)
                     if name == "shoal":
-                        sent = sum(res[k]["requests"] for k in ("ns_c1", "ns_c32", "st_c32")) + res["ttfb"]["n"]
                         time.sleep(1.0)
                         res["metered_requests"] = shoal_usage(port)
-                        res["sent_requests_at_least"] = sent + res["rss"]["requests"]
-                    results["targets"][name] = res
-                finally:
+                        sent = sum(x["requests"] for x in (res["ns_c1"], res["ns_c32"], res["st_c32"]))
+                        res["sent_requests_at_least"] = sent + res["ttfb"]["n"] + m["requests"]
+            finally:
+                for proc, _, _ in running.values():
                     proc.stop()
         finally:
             upstream.stop()
@@ -398,8 +426,9 @@ def cli() -> int:
     pt.add_argument("--port", type=int, required=True)
     pt.add_argument("--upstream", required=True)
     parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm", help="the litellm executable")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run (default 8)")
-    parser.add_argument("--ttfb-n", type=int, default=200, help="streamed requests timed for TTFB (default 200)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--ttfb-n", type=int, default=60, help="streamed requests timed for TTFB per round (default 60)")
     parser.add_argument("--rss-cap", type=float, default=170.0, help="longest RSS run, seconds (default 170)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))

@@ -96,12 +96,17 @@ def markdown(results: dict[str, Any]) -> str:
     if shoal:
         lines += [f"Metering check: Shoal recorded {shoal['metered_requests']:,} usage rows for at least "
                   f"{shoal['sent_requests_at_least']:,} requests sent (warm-ups included in the rows).", ""]
+    a = results["args"]
     lines += ["## How it was measured", "",
-              "- Non-streaming: `wrk -t1 -c1` and `-c32`, "
-              f"{results['args']['duration']:g} s each after a 2 s warm-up, POST `/v1/chat/completions` with a "
-              "small body (Lua script); p50/p99 from wrk's latency histogram.",
+              f"- Every target runs for the whole measurement, and the measurements run in {a['rounds']} "
+              "interleaved rounds (each round measures every target, in a rotating order); the table gives "
+              "the median over the rounds. The machine's speed drifts, so targets measured one after the "
+              "other in long blocks gave ratios that moved by half between runs.",
+              f"- Non-streaming: `wrk -t1 -c1` and `-c32`, {a['duration']:g} s each per round after a 2 s "
+              "warm-up, POST `/v1/chat/completions` with a small body (Lua script); p50/p99 from wrk's latency "
+              "histogram.",
               "- Streaming: `wrk -t1 -c32` for requests/s; time to first byte = time from sending the request to "
-              f"the first `data:` line, raw socket, keep-alive, concurrency 1, median of {results['args']['ttfb_n']}.",
+              f"the first `data:` line, raw socket, keep-alive, concurrency 1, median of {a['ttfb_n']} per round.",
               "- RSS: the gateway's process tree (psutil, every 0.2 s) during 10,000 non-streaming requests at "
               "concurrency 32 (wrk stops itself at 10,000 responses).",
               "- Shoal: `shoal serve --config` with a catalog model whose deployment is `type: openai` at the fake "
