@@ -46,6 +46,12 @@ class ScriptedBackend:
         self.finished: list[bool] = []
         self.closed = False
 
+    def reset(self) -> "ScriptedBackend":
+        """Forget queued scripts and seen requests (a module-wide backend, between tests)."""
+        self.scripts.clear()
+        self.requests.clear()
+        return self
+
     def add(self, *items: Item) -> "ScriptedBackend":
         """Queue one more script."""
         self.scripts.append(list(items))

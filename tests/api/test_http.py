@@ -43,9 +43,7 @@ def auth_client() -> Iterator[TestClient]:
 
 @pytest.fixture
 def backend() -> ScriptedBackend:
-    SHARED.scripts.clear()
-    SHARED.requests.clear()
-    return SHARED
+    return SHARED.reset()
 
 
 @pytest.fixture

@@ -31,9 +31,7 @@ def client() -> Iterator[TestClient]:
 
 @pytest.fixture
 def backend() -> ScriptedBackend:
-    BACKEND.scripts.clear()
-    BACKEND.requests.clear()
-    return BACKEND
+    return BACKEND.reset()
 
 
 def error_of(resp: Any) -> dict[str, Any]:

@@ -38,9 +38,7 @@ def client() -> Iterator[TestClient]:
 
 @pytest.fixture
 def backend() -> ScriptedBackend:
-    BACKEND.scripts.clear()
-    BACKEND.requests.clear()
-    return BACKEND
+    return BACKEND.reset()
 
 
 def post(client: TestClient, **fields: Any) -> Any:
