@@ -90,7 +90,7 @@ class UsageStore:
                 # Core on a plain connection, not an ORM session: a batch per 50 ms is on every request's bill.
                 # vars(), not asdict(): the fields are plain values, and asdict deep-copies each one.
                 async with self.db.engine.begin() as conn:
-                    await conn.execute(insert(UsageRow.__table__), [{"day": utc_day(r.ts), **vars(r)} for r in batch])
+                    await conn.execute(insert(UsageRow), [{"day": utc_day(r.ts), **vars(r)} for r in batch])
 
     async def aclose(self) -> None:
         """Write what is still queued."""
