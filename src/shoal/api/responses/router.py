@@ -60,7 +60,9 @@ async def create_response(request: Request) -> Response:
 
 
 
+# A plain route, called straight from the edge (shoal.api.edge); registered here for the router too.
 router.add_route("/v1/responses", create_response, methods=["POST"])
+
 
 @router.get("/v1/responses/{response_id}")
 async def get_response(response_id: str, request: Request, stream: bool = False,
