@@ -42,14 +42,18 @@ def _tool(tool: ToolSpec) -> dict[str, Any]:
 
 
 def chat_body(request: GenerationRequest, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The streamed ``/chat/completions`` body of ``request`` for the upstream's ``model``."""
+    """The ``/chat/completions`` body of ``request`` for the upstream's ``model``, streamed as the caller is.
+
+    A caller that does not stream gets the upstream's whole answer, parsed once.
+    """
     s = request.sampling
     body: dict[str, Any] = {
         "model": model,
         "messages": [message_dict(m, null_content_with_calls=True) for m in request.messages],
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": request.stream,
     }
+    if request.stream:
+        body["stream_options"] = {"include_usage": True}
     for name, value in (("temperature", s.temperature), ("top_p", s.top_p), ("seed", s.seed),
                         ("max_tokens", s.max_tokens), ("user", request.user),
                         ("reasoning_effort", request.reasoning_effort)):
@@ -160,16 +164,12 @@ class OpenAICompatBackend:
         return [self.card]
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        """The upstream's answer as core events; :class:`BackendFailure` on any failure.
+        """The upstream's answer (streamed or whole, as ``chat_body`` asked) as core events.
 
-        A caller that does not stream gets the upstream's non-streamed answer, parsed
-        once, instead of a stream of chunks to relay.
+        :class:`BackendFailure` on any failure.
         """
         whole = not request.stream
         body = chat_body(request, self.config.model, self.config.extra_body)
-        if whole:
-            body["stream"] = False
-            del body["stream_options"]
         translator = ChunkTranslator(translation_view(request))
         reasoning_tokens: int | None = None
         done = False

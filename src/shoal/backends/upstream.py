@@ -14,8 +14,8 @@ import email.utils
 import json
 import os
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,6 @@ import orjson
 
 from shoal.aio import within
 from shoal.backends.base import BackendFailure
-
 
 
 @dataclass(frozen=True)
@@ -173,14 +172,20 @@ class UpstreamHTTP:
         finally:
             response.release()
 
-    async def json_body(self, response: aiohttp.ClientResponse) -> Any:
-        """A complete JSON answer; a body cut short or not JSON is a dropped answer (retryable)."""
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Map a failed read of an answer's body: a timeout, or a connection that broke (both retryable)."""
         try:
-            raw = await response.read()  # each read is bounded by the session's sock_read (timeouts.read)
+            yield
         except asyncio.TimeoutError as exc:
             raise BackendFailure(f"{self.who} stopped sending.", retryable=True, code="upstream_timeout") from exc
         except aiohttp.ClientError as exc:
             raise dropped(self.who, type(exc).__name__) from exc
+
+    async def json_body(self, response: aiohttp.ClientResponse) -> Any:
+        """A complete JSON answer; a body cut short or not JSON is a dropped answer (retryable)."""
+        with self._reading():
+            raw = await response.read()  # each read is bounded by the session's sock_read (timeouts.read)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -191,17 +196,12 @@ class UpstreamHTTP:
         content = response.content
         first = True
         while True:
-            try:
+            with self._reading():
                 if first:
                     chunk = await within(content.readany(), self.config.timeouts.first_byte)
                     first = False
                 else:
                     chunk = await content.readany()
-            except asyncio.TimeoutError as exc:
-                raise BackendFailure(f"{self.who} stopped sending.", retryable=True,
-                                     code="upstream_timeout") from exc
-            except aiohttp.ClientError as exc:
-                raise dropped(self.who, type(exc).__name__) from exc
             if not chunk:
                 return
             yield chunk
