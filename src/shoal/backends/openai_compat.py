@@ -145,7 +145,14 @@ def translation_view(request: GenerationRequest) -> GenerationRequest:
 
 
 class OpenAICompatBackend:
-    """Serves one catalog model from an OpenAI-compatible ``/chat/completions`` upstream."""
+    """Serves one catalog model from an OpenAI-compatible ``/chat/completions`` upstream.
+
+    A subclass speaking another endpoint of the same upstream sets ``path`` and
+    overrides :meth:`body` and :meth:`_chunks` to produce chat chunks; the rest
+    (translation, reasoning counts, errors) is shared.
+    """
+
+    path = "chat/completions"
 
     def __init__(self, name: str, card: ModelCard, config: UpstreamConfig, capacity: int = 64) -> None:
         self.name = name
@@ -169,11 +176,11 @@ class OpenAICompatBackend:
         :class:`BackendFailure` on any failure.
         """
         whole = not request.stream
-        body = chat_body(request, self.config.model, self.config.extra_body)
+        body = self.body(request)
         translator = ChunkTranslator(translation_view(request))
         reasoning_tokens: int | None = None
         done = False
-        async with self.http.post("chat/completions", body, whole=whole) as response:
+        async with self.http.post(self.path, body, whole=whole) as response:
             async for chunk in self._chunks(response, whole):
                 if chunk is None:
                     done = True
@@ -198,6 +205,10 @@ class OpenAICompatBackend:
                                                    min(reasoning_tokens, u.output_tokens) or reasoning_tokens,
                                                    u.tool_output_tokens))
             yield event
+
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """What to POST to :attr:`path` for ``request``."""
+        return chat_body(request, self.config.model, self.config.extra_body)
 
     async def _chunks(self, response: Any, whole: bool) -> AsyncIterator[dict[str, Any] | None]:
         """The answer as chunk dicts (a whole answer as one), then None at ``[DONE]``."""
