@@ -65,6 +65,7 @@ def test_plain_model_list_still_works(tmp_path: Path) -> None:
      12, "base_url"),
     (GOOD.replace("[fast, f]", "[fast, nope]"), 19, "unknown model(s) nope"),
     (GOOD.replace("policy: cheapest", "policy: random"), 20, "cheapest"),
+    (GOOD.replace("model: x\n", "model: x\n        api: completions\n"), 16, "'chat' or 'responses'"),
 ])
 def test_malformed_catalog_names_file_line_and_problem(tmp_path: Path, text: str, line: int,
                                                        problem: str) -> None:
@@ -110,3 +111,20 @@ def test_a_local_deployment_cannot_claim_vision(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         build_settings(path)
     assert str(info.value).startswith(f"{path}:6: ") and "cannot have 'vision'" in str(info.value)
+
+
+def test_api_picks_the_upstream_endpoint(tmp_path: Path) -> None:
+    from shoal.backends.openai_compat import OpenAICompatBackend
+    from shoal.backends.openai_responses import OpenAIResponsesBackend
+    from shoal.routing.build import catalog_backends
+
+    text = GOOD.replace("  - smollm2\n", "").replace(
+        "model: x\n", "model: x\n      - type: openai\n        api: responses\n"
+                        "        base_url: http://127.0.0.1:9/v1\n        model: x-native\n")
+    settings = build_settings(write(tmp_path, text), data_dir=tmp_path)
+    assert [getattr(d, "api", None) for d in settings.catalog.entry("fast").deployments] == [
+        "chat", "responses", None]
+    backends = catalog_backends(settings)
+    kinds = [type(getattr(b, "backend", b)) for b in backends]
+    assert kinds[:2] == [OpenAICompatBackend, OpenAIResponsesBackend]
+    assert [b.path for b in backends[:2]] == ["chat/completions", "responses"]  # type: ignore[attr-defined]

@@ -121,6 +121,8 @@ class OpenAIDeployment(_Upstream):
     """An OpenAI-compatible upstream (vLLM, SGLang, llama-server, Ollama, OpenAI, DigitalOcean)."""
 
     type: Literal["openai"]
+    api: Literal["chat", "responses"] = "chat"
+    """Which of the upstream's endpoints generates: ``/chat/completions``, or its native ``/responses``."""
 
 
 class AnthropicDeployment(_Upstream):

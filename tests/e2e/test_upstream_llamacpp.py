@@ -4,7 +4,8 @@ xllamacpp starts llama-server in this test process on a loopback port, serving
 the small test model; a ``shoal serve`` subprocess gets it as an
 OpenAI-compatible catalog deployment (key from an environment variable) and the
 official ``openai`` client talks to Shoal: both APIs, streamed and not, tools,
-and cached tokens on a repeated prompt.
+and cached tokens on a repeated prompt. The ``-native`` models reach the same
+servers through their own ``/v1/responses`` (``api: responses``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,23 @@ models:
     capabilities: [tools]
     deployments:
       - type: openai
+        base_url: {qwen_url}
+        api_key_env: {KEY_ENV}_QWEN
+        model: qwen-upstream
+  - id: smol-native
+    context_length: 2048
+    deployments:
+      - type: openai
+        api: responses
+        name: llama-server-responses
+        base_url: {base_url}
+        api_key_env: {KEY_ENV}
+        model: smollm2-upstream
+  - id: qwen-native
+    capabilities: [tools]
+    deployments:
+      - type: openai
+        api: responses
         base_url: {qwen_url}
         api_key_env: {KEY_ENV}_QWEN
         model: qwen-upstream
@@ -164,3 +182,40 @@ def test_cached_tokens_on_repeated_prompt(shoal: ServerProcess) -> None:
             for _ in range(2)]
     assert usages[0].prompt_tokens > 200
     assert usages[1].prompt_tokens_details.cached_tokens > 200
+
+
+def test_native_responses_upstream_both_apis(shoal: ServerProcess) -> None:
+    with shoal.client() as client:
+        raw = client.responses.with_raw_response.create(model="smol-native", input="Say hi.", max_output_tokens=5,
+                                                        temperature=0)
+        resp = raw.parse()
+        with client.responses.stream(model="smol-native", input="Say hi.", max_output_tokens=5,
+                                     temperature=0) as stream:
+            events = list(stream)
+        chat = client.chat.completions.create(model="smol-native", messages=[{"role": "user", "content": "Say hi."}],
+                                              max_tokens=5, temperature=0)
+    assert raw.headers["x-shoal-deployment"] == "llama-server-responses"
+    assert resp.model == "smol-native" and resp.output_text and resp.status in ("completed", "incomplete")
+    assert 0 < resp.usage.output_tokens <= 5 and resp.usage.input_tokens > 0
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and "response.output_text.delta" in types
+    final = events[-1].response
+    assert final.output_text == resp.output_text  # temperature 0: the same answer streamed or not
+    assert chat.choices[0].message.content == resp.output_text
+
+
+def test_native_responses_upstream_tool_call_round_trip(shoal: ServerProcess) -> None:
+    tool = {"type": "function", "name": "get_weather", "description": "Weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    with shoal.client() as client:
+        first = client.responses.create(model="qwen-native", input=ask, tools=[tool], max_output_tokens=40,
+                                        temperature=0)
+        calls = [item for item in first.output if item.type == "function_call"]
+        assert calls and calls[0].name == "get_weather"
+        assert isinstance(json.loads(calls[0].arguments), dict)
+        second = client.responses.create(model="qwen-native", tools=[tool], max_output_tokens=20, temperature=0,
+                                         input=[*ask, calls[0].model_dump(exclude_none=True),
+                                                {"type": "function_call_output", "call_id": calls[0].call_id,
+                                                 "output": '{"temp_c": 21, "sky": "sunny"}'}])
+    assert second.status in ("completed", "incomplete") and second.output

@@ -97,6 +97,10 @@ def _upstream(entry: Any, spec: Any, index: int) -> Backend:
 
         return AnthropicBackend(name, card, config, capacity=spec.max_concurrency, max_tokens=spec.max_tokens,
                                 cache_prompt=spec.cache_prompt)
+    if spec.api == "responses":
+        from shoal.backends.openai_responses import OpenAIResponsesBackend
+
+        return OpenAIResponsesBackend(name, card, config, capacity=spec.max_concurrency)
     from shoal.backends.openai_compat import OpenAICompatBackend
 
     return OpenAICompatBackend(name, card, config, capacity=spec.max_concurrency)
