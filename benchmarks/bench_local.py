@@ -691,24 +691,39 @@ class Runner:
             "errors": [r.get("error") for r in results if r.get("error")],
         }
 
-    def short_ttft(self, side: str, rnd: int) -> dict[str, Any]:
+    def short_ttft_paired(self, rnd: int) -> dict[str, Any]:
+        """Short-prompt TTFT in pairs: the same request on both sides back to back, alternating which goes first.
+
+        Both processes are idle before each request. A pair's difference is taken
+        seconds apart, so the machine's drift (round medians of the direct side
+        alone moved by 40 ms) cancels out of it.
+        """
         c = self.cfg
-        samples, errors, prompt_tokens, cached = [], [], [], []
+        out: dict[str, Any] = {side: {"ttft_s": [], "prompt_tokens": [], "cached_tokens": [], "errors": []}
+                               for side in ("direct", "shoal")}
+        pairs: list[float] = []
         test_end = time.monotonic() + c.short_test_timeout
         for i in range(c.short_repeats):
-            if samples and time.monotonic() > test_end:
-                errors.append(f"test time limit: {len(samples)} of {c.short_repeats} requests done")
+            if pairs and time.monotonic() > test_end:
+                out["shoal"]["errors"].append(f"test time limit: {len(pairs)} of {c.short_repeats} pairs done")
                 break
             nonce = f"{self.run_tag}-r{rnd}-s{i}"
             body = _body([{"role": "user", "content": SHORT_PROMPT.format(nonce=nonce)}], c.ttft_max_tokens, c.seed)
-            (r,) = self._batch(side, [body], c.ttft_timeout)
-            if r.get("error") or r.get("ttft") is None:
-                errors.append(r.get("error") or "no content token")
-                continue
-            samples.append(r["ttft"])
-            prompt_tokens.append(r.get("prompt_tokens"))
-            cached.append(r.get("cached_tokens"))
-        return {"ttft_s": samples, "prompt_tokens": prompt_tokens, "cached_tokens": cached, "errors": errors}
+            got: dict[str, float] = {}
+            for side in (("direct", "shoal") if (i + rnd) % 2 == 0 else ("shoal", "direct")):
+                self.quiesce()
+                (r,) = self._batch(side, [body], c.ttft_timeout)
+                if r.get("error") or r.get("ttft") is None:
+                    out[side]["errors"].append(r.get("error") or "no content token")
+                    continue
+                got[side] = r["ttft"]
+                out[side]["ttft_s"].append(r["ttft"])
+                out[side]["prompt_tokens"].append(r.get("prompt_tokens"))
+                out[side]["cached_tokens"].append(r.get("cached_tokens"))
+            if len(got) == 2:
+                pairs.append(got["shoal"] - got["direct"])
+        out["pairs_s"] = pairs
+        return out
 
     def cache_ttft(self, side: str, rnd: int) -> dict[str, Any]:
         """Cold: a fresh nonce at the start of the ~700-token system prompt; warm: the same prompt again."""
@@ -753,9 +768,13 @@ class Runner:
 TESTS: list[tuple[str, Callable[[Runner, str, int], dict[str, Any]]]] = [
     ("gen_single", lambda r, side, rnd: r.gen(side, 1)),
     ("gen_concurrent", lambda r, side, rnd: r.gen(side, r.cfg.parallel)),
-    ("ttft_short", lambda r, side, rnd: r.short_ttft(side, rnd)),
+    ("ttft_short", lambda r, side, rnd: r.short_ttft_paired(rnd)),
     ("ttft_cache", lambda r, side, rnd: r.cache_ttft(side, rnd)),
 ]
+
+
+PAIRED_TESTS = {"ttft_short"}
+"""Tests that run both sides themselves, alternating request by request."""
 
 
 # --------------------------------------------------------------------------- summary
@@ -810,6 +829,10 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 if a and b:
                     diffs.append((statistics.median(b) - statistics.median(a)) * scale)
             entry["paired_round_delta_median"] = _median(diffs)
+            if test in PAIRED_TESTS:
+                pairs = [x * scale for rd in rounds for x in rd.get(test + "_pairs_s", ())]
+                entry["paired_sample_delta"] = {"median": _median(pairs), "p25": _quantile(pairs, 0.25),
+                                                "p75": _quantile(pairs, 0.75), "n": len(pairs)}
         out[key] = entry
     return out
 
@@ -854,11 +877,12 @@ def targets(summary: dict[str, Any], parallel: int) -> list[dict[str, Any]]:
                     "pass": (r is not None and r >= TARGET_TPS_RATIO),
                     "text": f"Shoal tokens/s ({what}) >= {TARGET_TPS_RATIO:.0%} of direct: "
                             + (f"{r:.1%}" if r is not None else "n/a")})
-    d = summary["ttft_short"]["delta_shoal_minus_direct"]
+    d = summary["ttft_short"]["paired_sample_delta"]["median"]
     out.append({"name": "TTFT overhead", "key": "ttft_short", "value": d,
-                "target": f"<= {TARGET_TTFT_DELTA_MS:.0f} ms added (median short-prompt TTFT difference)",
+                "target": f"<= {TARGET_TTFT_DELTA_MS:.0f} ms added (median of paired short-prompt TTFT differences)",
                 "pass": (d is not None and d <= TARGET_TTFT_DELTA_MS),
-                "text": f"Shoal adds <= {TARGET_TTFT_DELTA_MS:.0f} ms to TTFT (short prompt, difference of medians): "
+                "text": f"Shoal adds <= {TARGET_TTFT_DELTA_MS:.0f} ms to TTFT (short prompt, median of "
+                        f"{summary['ttft_short']['paired_sample_delta']['n']} paired differences): "
                         + (f"{d:+.1f} ms" if d is not None else "n/a")})
     return out
 
@@ -943,6 +967,10 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         f"{cache['direct']['cold_cached_tokens_median']} / {cache['shoal']['cold_cached_tokens_median']}, warm "
         f"{cache['direct']['warm_cached_tokens_median']} / {cache['shoal']['warm_cached_tokens_median']} "
         f"(direct / Shoal). Short prompt: {cache['direct']['short_prompt_tokens_median']} tokens.",
+        f"- Short-prompt TTFT, paired request by request (Shoal − direct, {summ['ttft_short']['paired_sample_delta']['n']} "
+        f"pairs): median {_fmt(summ['ttft_short']['paired_sample_delta']['median'], 'ms')} ms, quartiles "
+        f"{_fmt(summ['ttft_short']['paired_sample_delta']['p25'], 'ms')} / "
+        f"{_fmt(summ['ttft_short']['paired_sample_delta']['p75'], 'ms')} ms (the target's measure).",
         f"- TTFT paired per-round difference (median of per-round Shoal − direct medians): short "
         f"{_fmt(summ['ttft_short'].get('paired_round_delta_median'), 'ms')} ms, cold "
         f"{_fmt(summ['ttft_cold'].get('paired_round_delta_median'), 'ms')} ms, warm "
@@ -968,7 +996,9 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         "uses prompt 1, the concurrent batch prompts 1–4. Aggregate tok/s = total completion tokens / wall time of "
         "the batch (includes TTFT); decode tok/s = (completion tokens − 1) / (last − first token time).",
         "- Short TTFT: a one-line user prompt with a nonce at the end (the chat-template prefix is cached, the "
-        f"rest is new), {s['short_repeats']} requests per round. Cache: a ~700-token system prompt with a fresh "
+        f"rest is new), {s['short_repeats']} pairs per round: the same request on both sides back to back, "
+        "alternating which side goes first, both processes idle before each request; the target is the median "
+        "of the pairs' differences, which cancels the machine's drift between rounds. Cache: a ~700-token system prompt with a fresh "
         f"nonce at its *start* (cold: nothing to reuse), then the identical request again {s['warm_repeats']}× "
         f"(warm); {s['cold_repeats']} cold prompt(s) per round.",
         "- Peak RSS: psutil, every 0.1 s, process plus children, for the direct worker and the `shoal serve` "
@@ -1078,14 +1108,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (2 if args.quick else 8)
     args.max_tokens = args.max_tokens or (64 if args.quick else 128)
     args.budget = args.budget if args.budget is not None else (75.0 if args.quick else 390.0)
-    args.short_repeats = 5
+    args.short_repeats = 16
     args.cold_repeats = 1 if args.quick else 2
     args.warm_repeats = 2
     args.ttft_max_tokens = 4
     # Time limits (none is reached on an idle machine): per generation batch, per TTFT request, per TTFT test.
     args.gen_timeout = 90.0 if args.quick else 150.0
     args.ttft_timeout = 30.0
-    args.short_test_timeout = 30.0 if args.quick else 45.0
+    args.short_test_timeout = 40.0 if args.quick else 60.0
     args.cache_test_timeout = 60.0 if args.quick else 90.0
     args.startup_timeout = 240.0
     return args
@@ -1156,6 +1186,11 @@ def main(argv: list[str] | None = None) -> int:
                 if rounds and time.monotonic() - t_rounds > args.budget:
                     stopped_early = f"time budget of {args.budget:.0f} s reached during round {rnd + 1}"
                     break
+                if test in PAIRED_TESTS:  # both sides inside the test, sample by sample
+                    both = fn(runner, "", rnd)
+                    rd["direct"][test], rd["shoal"][test] = both["direct"], both["shoal"]
+                    rd[test + "_pairs_s"] = both["pairs_s"]
+                    continue
                 for side in order:
                     runner.quiesce()
                     rd[side][test] = fn(runner, side, rnd)
