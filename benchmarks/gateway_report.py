@@ -80,7 +80,8 @@ def table(results: dict[str, Any]) -> str:
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = ["# Gateway overhead", "",
-             "Shoal, the LiteLLM proxy and a minimal pass-through proxy (the floor), all running for the whole run and measured in interleaved rounds, "
+             "Shoal, the LiteLLM proxy and a minimal pass-through proxy (the floor), all running for the whole run "
+             "and measured in interleaved rounds, "
              "each in front of the same very fast fake OpenAI-compatible upstream. Each gateway is pinned to core 0; "
              "wrk, the fake upstream and the driver share core 1. Added latency is the gateway's minus the "
              "upstream's own, at concurrency 1.", "",
