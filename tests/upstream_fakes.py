@@ -2,7 +2,9 @@
 
 Each request pops the next behaviour: ``ok`` (a short streamed answer), ``500``,
 ``429`` (with ``retry-after``), ``hang`` (never answers), ``drop`` (streams one
-chunk then cuts the connection), or raw recorded SSE bytes to replay.
+chunk then cuts the connection), ``stall`` (streams one chunk, then nothing while
+the connection stays open), ``("late", seconds, answer)`` (a whole answer after a
+wait), or raw recorded SSE bytes to replay.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class FakeUpstream:
                                      status=400)
         if isinstance(what, dict):  # a whole (non-streamed) answer
             return web.json_response(what)
+        if isinstance(what, tuple) and what[0] == "late":
+            await asyncio.sleep(what[1])
+            return web.json_response(what[2])
         if isinstance(what, tuple) and what[0] == "raw-json":  # a body that claims to be JSON
             return web.Response(body=what[1], content_type="application/json")
         if what == "hang":
@@ -89,6 +94,13 @@ class FakeUpstream:
                 pass
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
+        if what == "stall":
+            await response.write(chunk({"role": "assistant", "content": "Hel"}))
+            try:
+                await asyncio.wait_for(self._stop.wait(), 10)
+            except asyncio.TimeoutError:
+                pass
+            return response
         if what == "drop":
             await response.write(chunk({"role": "assistant", "content": "Hel"}))
             await asyncio.sleep(0.2)  # the client has the first chunk before the connection goes

@@ -14,21 +14,24 @@ import email.utils
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import aiohttp
 import orjson
 
-from shoal.aio import within
+from shoal.aio import Deadlines
 from shoal.backends.base import BackendFailure
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds allowed to connect, to get the first byte of the answer, and between two reads.
+    """Seconds allowed to connect, to get the first byte of the answer, and for each later read.
+
+    ``read`` bounds each wait for more of a stream, and reading a whole answer's body
+    once its headers have come.
 
     ``total`` bounds a non-streamed answer, which sends nothing until it is complete
     (OpenAI's SDK waits 600 s by default).
@@ -125,14 +128,16 @@ class UpstreamHTTP:
         self.who = who
         self._auth = auth_headers
         self._session: aiohttp.ClientSession | None = None
+        # Every wait for the upstream (headers, each read) is bounded here, not by aiohttp's
+        # sock_read, which re-arms an event-loop timer on every packet received.
+        self.deadlines = Deadlines()
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             t = self.config.timeouts
             self._session = aiohttp.ClientSession(
                 base_url=None,
-                timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect,
-                                              sock_read=t.read),
+                timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect),
                 connector=aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300),
                 headers={"Content-Type": "application/json", **self.config.headers, **self._auth},
             )
@@ -142,68 +147,46 @@ class UpstreamHTTP:
         """``base_url`` joined with ``path``."""
         return self.config.base_url.rstrip("/") + "/" + path.lstrip("/")
 
-    @asynccontextmanager
-    async def post(self, path: str, body: dict[str, Any], *,
-                   whole: bool = False) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST ``body``; yields the 2xx response, raises :class:`BackendFailure` otherwise.
+    def post(self, path: str, body: dict[str, Any], *, whole: bool = False) -> "Exchange":
+        """POST ``body``: ``async with`` it for the 2xx response; :class:`BackendFailure` otherwise.
 
         ``whole``: the answer comes in one piece once it is complete, so its headers
         may take up to ``timeouts.total`` rather than ``first_byte``.
         """
-        session = self._get_session()
-        timeouts = self.config.timeouts
-        wait = timeouts.total if whole else timeouts.first_byte
-        try:
-            response = await within(session.post(self.url(path), data=orjson.dumps(body)), wait)
-        except asyncio.TimeoutError as exc:
-            raise BackendFailure(f"{self.who} sent no answer within {wait:g} s.", retryable=True,
-                                 code="upstream_timeout") from exc
-        except aiohttp.ClientError as exc:
-            raise BackendFailure(f"Cannot reach {self.who}: {type(exc).__name__}.", retryable=True,
-                                 code="upstream_unavailable") from exc
-        try:
-            if response.status >= 300:
-                try:
-                    text = await asyncio.wait_for(response.text(errors="replace"), timeouts.read)
-                except (asyncio.TimeoutError, aiohttp.ClientError):
-                    text = ""
-                raise failure_for_status(response.status, text, response.headers, self.who)
-            yield response
-        finally:
-            response.release()
+        return Exchange(self, self.url(path), orjson.dumps(body), whole)
 
-    @contextmanager
-    def _reading(self) -> Iterator[None]:
-        """Map a failed read of an answer's body: a timeout, or a connection that broke (both retryable)."""
-        try:
-            yield
-        except asyncio.TimeoutError as exc:
-            raise BackendFailure(f"{self.who} stopped sending.", retryable=True, code="upstream_timeout") from exc
-        except aiohttp.ClientError as exc:
-            raise dropped(self.who, type(exc).__name__) from exc
+    def _read_failed(self, exc: BaseException) -> BackendFailure:
+        """A failed read of an answer's body: a timeout, or a connection that broke (both retryable)."""
+        if isinstance(exc, asyncio.TimeoutError):
+            return BackendFailure(f"{self.who} stopped sending.", retryable=True, code="upstream_timeout")
+        return dropped(self.who, type(exc).__name__)
 
     async def json_body(self, response: aiohttp.ClientResponse) -> Any:
-        """A complete JSON answer; a body cut short or not JSON is a dropped answer (retryable)."""
-        with self._reading():
-            raw = await response.read()  # each read is bounded by the session's sock_read (timeouts.read)
+        """A complete JSON answer (read within ``timeouts.read``); cut short or not JSON, a dropped answer."""
+        try:
+            with self.deadlines.limit(self.config.timeouts.read):
+                raw = await response.read()
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise self._read_failed(exc) from exc
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise dropped(self.who, "malformed answer") from exc
 
     async def reads(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The body as it arrives; the first read within the first-byte timeout, later ones within ``sock_read``."""
+        """The body as it arrives: the first read within ``timeouts.first_byte``, each later one within ``read``."""
         content = response.content
-        first = True
+        deadlines = self.deadlines
+        wait, read = self.config.timeouts.first_byte, self.config.timeouts.read
         while True:
-            with self._reading():
-                if first:
-                    chunk = await within(content.readany(), self.config.timeouts.first_byte)
-                    first = False
-                else:
+            try:
+                with deadlines.limit(wait):
                     chunk = await content.readany()
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                raise self._read_failed(exc) from exc
             if not chunk:
                 return
+            wait = read
             yield chunk
 
     async def sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str]]:
@@ -256,3 +239,52 @@ class UpstreamHTTP:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+class Exchange:
+    """One POST to an upstream, used as ``async with``: the 2xx response, released at the end.
+
+    The wait for the answer's headers (``first_byte`` for a stream, ``total`` for a
+    whole answer) is one entry in the client's :class:`~shoal.aio.Deadlines`; a wait
+    that runs out becomes a retryable ``upstream_timeout`` failure.
+    """
+
+    __slots__ = ("http", "url", "data", "wait", "response")
+
+    def __init__(self, http: UpstreamHTTP, url: str, data: bytes, whole: bool) -> None:
+        self.http = http
+        self.url = url
+        self.data = data
+        timeouts = http.config.timeouts
+        self.wait = timeouts.total if whole else timeouts.first_byte
+        self.response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        http = self.http
+        session = http._get_session()
+        try:
+            with http.deadlines.limit(self.wait):
+                response = await session.post(self.url, data=self.data)
+        except asyncio.TimeoutError as exc:
+            raise BackendFailure(f"{http.who} sent no answer within {self.wait:g} s.", retryable=True,
+                                 code="upstream_timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise BackendFailure(f"Cannot reach {http.who}: {type(exc).__name__}.", retryable=True,
+                                 code="upstream_unavailable") from exc
+        if response.status >= 300:
+            try:
+                try:
+                    with http.deadlines.limit(http.config.timeouts.read):
+                        text = await response.text(errors="replace")
+                except (asyncio.TimeoutError, aiohttp.ClientError):
+                    text = ""
+            finally:
+                response.release()
+            raise failure_for_status(response.status, text, response.headers, http.who)
+        self.response = response
+        return response
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.response is not None:
+            self.response.release()
