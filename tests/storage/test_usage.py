@@ -82,3 +82,20 @@ async def test_closing_while_a_batch_is_being_written_loses_nothing(database: Da
         store.queue(rec("key_a", cost=0.001, ts=DAY1 + i))
     await store.aclose()
     assert len(await store.records(key_id="key_a", limit=1000)) == 450
+
+
+async def test_one_queued_batch_across_midnight_keeps_each_rows_day_and_values(database: Database) -> None:
+    store = UsageStore(database)
+    # Queued with no await between: one batch.
+    store.queue(rec("key_a", cost=0.5, ts=DAY1 - 1))
+    store.queue(rec("key_a", cost=0.25, ts=DAY1 + 1, ttft_ms=None))
+    store.queue(rec(None, model="m2", cost=1.0, ts=DAY1 + 86400 + 5))
+    await store.flush()
+    by_day = {r["group"]: r["cost_usd"] for r in await store.summary("day")}
+    assert by_day == {"2025-12-31": pytest.approx(0.5), "2026-01-01": pytest.approx(0.25),
+                      "2026-01-02": pytest.approx(1.0)}
+    newest = await store.records(limit=3)
+    assert [(r.key_id, r.model, r.ttft_ms) for r in newest] == [(None, "m2", 20.0), ("key_a", "m", None),
+                                                                ("key_a", "m", 20.0)]
+    assert newest[1].ts == DAY1 + 1 and newest[1].latency_ms == 100.0 and newest[1].cached_tokens == 4
+    await store.aclose()
