@@ -41,3 +41,31 @@ def test_each_generation_is_counted_under_its_own_model_and_deployment() -> None
     assert value(text, "shoal_time_to_first_token_seconds_count", **a) == 2
     assert value(text, "shoal_request_latency_seconds_count", **a) == 3
     assert value(text, "shoal_request_latency_seconds_sum", **a) == 1.5
+
+
+def test_histogram_buckets_are_cumulative_and_a_value_on_a_bound_counts_in_it() -> None:
+    metrics = Metrics()
+    for ttft_ms in (10.0, 10.5, 300.0, 999_000.0):  # 0.01 s exactly, just above, 0.3 s, past the last bound
+        metrics.closed(finished("m", "m/a", "completed", Usage(), ttft_ms=ttft_ms))
+    text = metrics.render().decode()
+    a = {"model": "m", "deployment": "m/a"}
+    bucket = "shoal_time_to_first_token_seconds_bucket"
+    assert value(text, bucket, **a, le="0.01") == 1
+    assert value(text, bucket, **a, le="0.025") == 2
+    assert value(text, bucket, **a, le="0.25") == 2
+    assert value(text, bucket, **a, le="0.5") == 3
+    assert value(text, bucket, **a, le="120.0") == 3
+    assert value(text, bucket, **a, le="+Inf") == 4
+    assert value(text, "shoal_time_to_first_token_seconds_sum", **a) == 0.01 + 0.0105 + 0.3 + 999.0
+    assert "shoal_tokens_total{" not in text  # no tokens counted, no token series
+
+
+def test_upstream_errors_by_code() -> None:
+    metrics = Metrics()
+    dep = SimpleNamespace(card=SimpleNamespace(id="m"), name="m/a")
+    for failure in (SimpleNamespace(code="upstream_timeout", status=None), SimpleNamespace(code=None, status=503),
+                    SimpleNamespace(code="upstream_timeout", status=None)):
+        metrics.attempt_failed(dep, failure)  # type: ignore[arg-type]
+    text = metrics.render().decode()
+    assert value(text, "shoal_upstream_errors_total", model="m", deployment="m/a", code="upstream_timeout") == 2
+    assert value(text, "shoal_upstream_errors_total", model="m", deployment="m/a", code="503") == 1

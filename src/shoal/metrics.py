@@ -8,12 +8,15 @@ running requests are read from the admission queues at scrape time.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from shoal.backends.base import BackendFailure
@@ -52,71 +55,114 @@ class _Queues(Collector):
         yield from (queued, running, open_, loaded, loads, unloads)
 
 
+class _Histogram:
+    """Observations per bucket of :data:`SECONDS` (and above), plus their sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(SECONDS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count ``value`` in the first bucket whose bound is at least ``value`` (Prometheus' ``le``)."""
+        self.counts[bisect_left(SECONDS, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative ``(le, count)`` pairs, ending with ``+Inf``."""
+        out, running = [], 0
+        for bound, count in zip((*SECONDS, math.inf), self.counts):
+            running += count
+            out.append((floatToGoString(bound), running))
+        return out
+
+
 class _Series:
-    """One deployment's labelled children, looked up once (``labels()`` is the costly part of counting)."""
+    """One deployment's counts as plain numbers, turned into metric families only when scraped."""
 
-    def __init__(self, metrics: "Metrics", labels: tuple[str, str]) -> None:
-        self._metrics, self._labels = metrics, labels
-        self._by_status: dict[str, Any] = {}
-        self.input_tokens = metrics.tokens.labels(*labels, "input")
-        self.output_tokens = metrics.tokens.labels(*labels, "output")
-        self.cached_tokens = metrics.tokens.labels(*labels, "cached")
-        self.cache_hits = metrics.cache_hits.labels(*labels)
-        self.ttft = metrics.ttft.labels(*labels)
-        self.latency = metrics.latency.labels(*labels)
+    __slots__ = ("requests", "input_tokens", "output_tokens", "cached_tokens", "ttft", "latency", "errors")
 
-    def status(self, status: str) -> Any:
-        """The request counter of ``status``."""
-        child = self._by_status.get(status)
-        if child is None:
-            child = self._by_status[status] = self._metrics.requests.labels(*self._labels, status)
-        return child
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.input_tokens = self.output_tokens = self.cached_tokens = 0
+        self.ttft = _Histogram()
+        self.latency = _Histogram()
+        self.errors: dict[str, int] = {}
 
 
-class Metrics:
-    """The app's metrics; implements ``PipelineObserver``."""
+class Metrics(Collector):
+    """The app's metrics; implements ``PipelineObserver``.
+
+    Counting a request is a few additions to plain numbers (the event loop is the only
+    writer); prometheus-client's own counters take a lock and do more per call, which
+    showed on a gateway's every request. The registry reads them at scrape time.
+    """
 
     def __init__(self, deployments: Callable[[], Sequence["Deployment"]] = lambda: ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter("shoal_requests", "Generations by final status", (*LABELS, "status"), registry=r)
-        self.tokens = Counter("shoal_tokens", "Tokens by kind (input, output, cached)", (*LABELS, "kind"),
-                              registry=r)
-        self.cache_hits = Counter("shoal_cache_hit_tokens", "Input tokens served from the prompt cache", LABELS,
-                                  registry=r)
-        self.ttft = Histogram("shoal_time_to_first_token_seconds", "Time to first token", LABELS, buckets=SECONDS,
-                              registry=r)
-        self.latency = Histogram("shoal_request_latency_seconds", "Generation latency", LABELS, buckets=SECONDS,
-                                 registry=r)
-        self.upstream_errors = Counter("shoal_upstream_errors", "Deployment failures before the first byte",
-                                       (*LABELS, "code"), registry=r)
-        r.register(_Queues(deployments))
         self._series: dict[tuple[str, str], _Series] = {}
+        self.registry.register(self)
+        self.registry.register(_Queues(deployments))
+
+    def _of(self, deployment: "Deployment") -> _Series:
+        key = (deployment.card.id, deployment.name)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        return series
 
     def attempt_failed(self, deployment: "Deployment", failure: "BackendFailure") -> None:
         """Count an upstream error (the request moved on to another deployment or failed)."""
         code = failure.code or (str(failure.status) if failure.status else "error")
-        self.upstream_errors.labels(deployment.card.id, deployment.name, code).inc()
+        errors = self._of(deployment).errors
+        errors[code] = errors.get(code, 0) + 1
 
     def closed(self, generation: "Generation") -> None:
         """Count a finished generation."""
-        dep, stats = generation.deployment, generation.stats
-        series = self._series.get((dep.card.id, dep.name))
-        if series is None:
-            series = self._series[(dep.card.id, dep.name)] = _Series(self, (dep.card.id, dep.name))
-        series.status(stats.status).inc()
+        stats = generation.stats
+        series = self._of(generation.deployment)
+        series.requests[stats.status] = series.requests.get(stats.status, 0) + 1
         usage = stats.usage
-        if usage.input_tokens:
-            series.input_tokens.inc(usage.input_tokens)
-        if usage.output_tokens:
-            series.output_tokens.inc(usage.output_tokens)
-        if usage.cached_tokens:
-            series.cached_tokens.inc(usage.cached_tokens)
-            series.cache_hits.inc(usage.cached_tokens)
+        series.input_tokens += usage.input_tokens
+        series.output_tokens += usage.output_tokens
+        series.cached_tokens += usage.cached_tokens
         if stats.ttft_ms is not None:
             series.ttft.observe(stats.ttft_ms / 1000)
         if stats.finished is not None:
             series.latency.observe(stats.finished - stats.started)
+
+    def describe(self) -> Iterator[Metric]:
+        """The families this collector yields (registered before any request is counted)."""
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        """The counts as Prometheus metric families."""
+        requests = CounterMetricFamily("shoal_requests", "Generations by final status", labels=(*LABELS, "status"))
+        tokens = CounterMetricFamily("shoal_tokens", "Tokens by kind (input, output, cached)",
+                                     labels=(*LABELS, "kind"))
+        hits = CounterMetricFamily("shoal_cache_hit_tokens", "Input tokens served from the prompt cache",
+                                   labels=LABELS)
+        ttft = HistogramMetricFamily("shoal_time_to_first_token_seconds", "Time to first token", labels=LABELS)
+        latency = HistogramMetricFamily("shoal_request_latency_seconds", "Generation latency", labels=LABELS)
+        errors = CounterMetricFamily("shoal_upstream_errors", "Deployment failures before the first byte",
+                                     labels=(*LABELS, "code"))
+        for (model, name), series in self._series.items():
+            labels = [model, name]
+            for status, count in series.requests.items():
+                requests.add_metric([*labels, status], count)
+            for kind, count in (("input", series.input_tokens), ("output", series.output_tokens),
+                                ("cached", series.cached_tokens)):
+                if count:
+                    tokens.add_metric([*labels, kind], count)
+            if series.cached_tokens:
+                hits.add_metric(labels, series.cached_tokens)
+            if series.requests:
+                ttft.add_metric(labels, series.ttft.buckets(), series.ttft.total)
+                latency.add_metric(labels, series.latency.buckets(), series.latency.total)
+            for code, count in series.errors.items():
+                errors.add_metric([*labels, code], count)
+        yield from (requests, tokens, hits, ttft, latency, errors)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from starlette.responses import StreamingResponse
 
-from shoal.aio import within
+from shoal.aio import Deadlines
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -56,10 +56,13 @@ async def with_keepalive(frames: AsyncIterator[bytes], interval: float) -> Async
         await queue.put(_DONE)
 
     producer = asyncio.ensure_future(produce())
+    # One timer for the whole stream, not one armed and cancelled per frame.
+    deadlines = Deadlines()
     try:
         while True:
             try:
-                item = await within(queue.get(), interval)
+                with deadlines.limit(interval):
+                    item = await queue.get()
             except asyncio.TimeoutError:
                 yield KEEPALIVE
                 continue

@@ -76,7 +76,16 @@ class Edge:
             response = await endpoint(Request(scope, limited))
         except Exception as exc:  # noqa: BLE001 - rendered exactly as the app's exception handlers would
             response = response_for(exc)
-        await response(scope, limited, sending)
+        # The response exists before it starts: its headers are completed here, once, rather than by
+        # wrapping every message it sends.
+        context = state.get("context") if isinstance(state, dict) else None
+        extra = getattr(context, "headers", None)
+        if extra:
+            present = response.headers
+            for name, value in extra.items():
+                if name not in present:
+                    present[name] = str(value)
+        await response(scope, limited, send)
 
     def _too_large(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(f"Request body is larger than the limit of {self.limit} bytes.")
