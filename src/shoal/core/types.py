@@ -9,15 +9,17 @@ front-end encodes its own way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property
 from typing import Any, Literal, Union
+
+from shoal.core.records import record
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
 
-@dataclass(frozen=True)
+@record
 class ToolCall:
     """A complete function call made by the model (or replayed from history)."""
 
@@ -34,7 +36,7 @@ HIGH_DETAIL_IMAGE_TOKENS = 765
 image and a 1024x1024 high-detail one (4 tiles). ``auto`` counts as high, the safer side for routing."""
 
 
-@dataclass(frozen=True)
+@record
 class ImageInput:
     """An image the model is shown: an http(s) URL or a base64 ``data:image/...`` URL (checked at the edge)."""
 
@@ -58,7 +60,7 @@ ContentPart = Union[str, ImageInput]
 """A piece of a message's content: text, or an image."""
 
 
-@dataclass(frozen=True)
+@record
 class Message:
     """One turn of a conversation in the engine-neutral form.
 
@@ -88,7 +90,7 @@ class Message:
         return tuple(p for p in self.parts if isinstance(p, ImageInput))
 
 
-@dataclass(frozen=True)
+@record
 class SamplingParams:
     """Sampling controls; ``None`` means the model's default."""
 
@@ -101,7 +103,7 @@ class SamplingParams:
     top_logprobs: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class ToolSpec:
     """A function the model may call; ``parameters`` is a JSON schema."""
 
@@ -111,7 +113,7 @@ class ToolSpec:
     strict: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class NamedTool:
     """A tool choice that forces one named function."""
 
@@ -121,7 +123,7 @@ class NamedTool:
 ToolChoice = Union[Literal["none", "auto", "required"], NamedTool]
 
 
-@dataclass(frozen=True)
+@record
 class ResponseFormat:
     """What shape the visible answer must take.
 
@@ -137,7 +139,7 @@ class ResponseFormat:
     description: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class GenerationRequest:
     """Everything a backend needs to generate one completion."""
 
@@ -160,7 +162,7 @@ class GenerationRequest:
         return tuple(image for msg in self.messages for image in msg.images)
 
 
-@dataclass(frozen=True)
+@record
 class TokenLogprob:
     """Log-probability of one sampled token, with its alternatives."""
 
@@ -170,7 +172,7 @@ class TokenLogprob:
     top: tuple[tuple[str, float, tuple[int, ...]], ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Usage:
     """Token accounting of one generation."""
 
@@ -186,7 +188,7 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-@dataclass(frozen=True)
+@record
 class TextDelta:
     """A piece of the visible answer."""
 
@@ -194,14 +196,14 @@ class TextDelta:
     logprobs: tuple[TokenLogprob, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class ReasoningDelta:
     """A piece of the model's reasoning (thinking) text."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@record
 class ToolCallDelta:
     """A fragment of a tool call; id and name arrive once, arguments in pieces."""
 
@@ -211,7 +213,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class Finish:
     """The last event of every successful generation."""
 
@@ -219,7 +221,7 @@ class Finish:
     usage: Usage
 
 
-@dataclass(frozen=True)
+@record
 class SearchSource:
     """One web page a built-in search returned."""
 
@@ -228,7 +230,7 @@ class SearchSource:
     snippet: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class ServerToolCall:
     """Progress of a built-in tool the server runs itself (web search), between model rounds.
 
@@ -242,7 +244,7 @@ class ServerToolCall:
     sources: tuple[SearchSource, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Citation:
     """A span of the current answer (character offsets into its text) that cites a web page."""
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from sqlalchemy import case, func, insert, select
 from sqlalchemy.engine import Dialect
 
+from shoal.core.records import record
 from shoal.storage.db import Database
 from shoal.storage.tables import UsageRow
 
@@ -26,7 +27,7 @@ def utc_day(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
 
 
-@dataclass(frozen=True)
+@record
 class UsageRecord:
     """One metered generation."""
 
