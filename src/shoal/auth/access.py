@@ -57,8 +57,7 @@ class Access:
             self._managed = (self.clock(), exists)
         return exists
 
-    async def _lookup(self, token: str) -> ApiKey | None:
-        candidate = hash_key(token)
+    async def _lookup(self, candidate: str) -> ApiKey | None:
         now = self.clock()
         cached = self._cache.get(candidate)
         if cached is not None and cached[0] > now:
@@ -100,11 +99,12 @@ class Access:
         """The caller of a request: 401 for a missing, unknown or revoked key; 429 past the key's rpm."""
         if not await self.auth_required():
             return RequestContext(endpoint=endpoint)
-        token = bearer_token(authorization)
-        owner = self.static.match(token)
+        # Hashed once: the static keys and the managed-key cache are both keyed by the hash.
+        candidate = hash_key(bearer_token(authorization))
+        owner = self.static.match_hash(candidate)
         if owner is not None:
             return RequestContext(owner=owner, key_id=owner, endpoint=endpoint)
-        key = await self._lookup(token)
+        key = await self._lookup(candidate)
         if key is None:
             raise AuthenticationError("Incorrect API key provided.")
         if not key.active:

@@ -72,7 +72,12 @@ class StaticKeys:
 
     def match(self, token: str) -> str | None:
         """The owner id of ``token`` if it is a configured key, else None."""
-        candidate = hash_key(token)
+        return self.match_hash(hash_key(token))
+
+    def match_hash(self, candidate: str) -> str | None:
+        """The owner id of the key whose hash is ``candidate``, else None."""
+        if not self._hashes:
+            return None
         # Compare against every key so timing does not tell which (or whether one) matched early.
         return "static:" + candidate[:24] if same_hash(candidate, self._hashes) else None
 
