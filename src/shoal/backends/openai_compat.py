@@ -148,7 +148,7 @@ class OpenAICompatBackend:
     """Serves one catalog model from an OpenAI-compatible ``/chat/completions`` upstream.
 
     A subclass speaking another endpoint of the same upstream sets ``path`` and
-    overrides :meth:`body` and :meth:`_chunks` to produce chat chunks; the rest
+    overrides :meth:`body`, :meth:`_answer` and :meth:`_chunks` to produce chat chunks; the rest
     (translation, reasoning counts, errors) is shared.
     """
 
@@ -179,26 +179,29 @@ class OpenAICompatBackend:
         body = self.body(request)
         translator = ChunkTranslator(translation_view(request))
         reasoning_tokens: int | None = None
-        done = False
         async with self.http.post(self.path, body, whole=whole) as response:
-            async for chunk in self._chunks(response, whole):
-                if chunk is None:
-                    done = True
-                    break
-                if "error" in chunk and not chunk.get("choices"):
-                    err = chunk["error"]
-                    message = err.get("message") if isinstance(err, dict) else str(err)
-                    raise BackendFailure(f"{self.http.who} failed while streaming: {message}",
-                                         code="upstream_error")
-                reasoning_tokens = reported_reasoning_tokens(chunk) or reasoning_tokens
-                if whole and reasoning_tokens is None:
-                    reasoning_tokens = estimated_reasoning_tokens(chunk)
-                for event in translator.feed(normalize_chunk(chunk)):
-                    yield event
-            if not done and translator.finish_reason is None:
-                raise dropped(self.http.who)
-        events = translator.close()
-        for event in events:
+            if whole and response.content_type != "text/event-stream":
+                # One piece, read before anything is yielded: the connection goes back to the
+                # pool at once, and no stream framing (a generator per request) is needed.
+                chunk = self._checked(await self._answer(response))
+                reasoning_tokens = reported_reasoning_tokens(chunk) or estimated_reasoning_tokens(chunk)
+                events = translator.feed(normalize_chunk(chunk))
+            else:
+                done = False
+                async for chunk in self._chunks(response):
+                    if chunk is None:
+                        done = True
+                        break
+                    self._checked(chunk)
+                    reasoning_tokens = reported_reasoning_tokens(chunk) or reasoning_tokens
+                    if whole and reasoning_tokens is None:
+                        reasoning_tokens = estimated_reasoning_tokens(chunk)
+                    for event in translator.feed(normalize_chunk(chunk)):
+                        yield event
+                if not done and translator.finish_reason is None:
+                    raise dropped(self.http.who)
+                events = []
+        for event in [*events, *translator.close()]:
             if isinstance(event, Finish) and reasoning_tokens is not None:
                 u = event.usage
                 event = Finish(event.reason, Usage(u.input_tokens, u.output_tokens, u.cached_tokens,
@@ -206,19 +209,27 @@ class OpenAICompatBackend:
                                                    u.tool_output_tokens))
             yield event
 
+    def _checked(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """``chunk``, unless it is an error the upstream sent in place of an answer."""
+        if "error" in chunk and not chunk.get("choices"):
+            err = chunk["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            raise BackendFailure(f"{self.http.who} failed while streaming: {message}", code="upstream_error")
+        return chunk
+
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """What to POST to :attr:`path` for ``request``."""
         return chat_body(request, self.config.model, self.config.extra_body)
 
-    async def _chunks(self, response: Any, whole: bool) -> AsyncIterator[dict[str, Any] | None]:
-        """The answer as chunk dicts (a whole answer as one), then None at ``[DONE]``."""
-        if whole and response.content_type != "text/event-stream":
-            answer = await self.http.json_body(response)
-            if not isinstance(answer, dict):
-                raise dropped(self.http.who, "malformed answer")
-            yield as_chunk(answer)
-            yield None
-            return
+    async def _answer(self, response: Any) -> dict[str, Any]:
+        """A whole (non-streamed) answer as one chat chunk."""
+        answer = await self.http.json_body(response)
+        if not isinstance(answer, dict):
+            raise dropped(self.http.who, "malformed answer")
+        return as_chunk(answer)
+
+    async def _chunks(self, response: Any) -> AsyncIterator[dict[str, Any] | None]:
+        """A streamed answer as chunk dicts, then None at ``[DONE]``."""
         async for _, data in self.http.sse(response):
             if data.strip() == "[DONE]":
                 yield None

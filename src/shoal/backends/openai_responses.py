@@ -272,17 +272,17 @@ class OpenAIResponsesBackend(OpenAICompatBackend):
         """The Responses body of ``request``."""
         return responses_body(request, self.config.model, self.config.extra_body)
 
-    async def _chunks(self, response: Any, whole: bool) -> AsyncIterator[dict[str, Any] | None]:
-        """The answer as chat chunks, then None once the response completed."""
-        if whole and response.content_type != "text/event-stream":
-            answer = await self.http.json_body(response)
-            if not isinstance(answer, dict) or not isinstance(answer.get("output"), list):
-                raise dropped(self.http.who, "malformed answer")
-            if answer.get("status") == "failed":
-                raise _failure(self.http.who, answer)
-            yield whole_response_chunk(answer)
-            yield None
-            return
+    async def _answer(self, response: Any) -> dict[str, Any]:
+        """A whole response as one chat chunk."""
+        answer = await self.http.json_body(response)
+        if not isinstance(answer, dict) or not isinstance(answer.get("output"), list):
+            raise dropped(self.http.who, "malformed answer")
+        if answer.get("status") == "failed":
+            raise _failure(self.http.who, answer)
+        return whole_response_chunk(answer)
+
+    async def _chunks(self, response: Any) -> AsyncIterator[dict[str, Any] | None]:
+        """A streamed response as chat chunks, then None once it completed."""
         events = ResponsesEvents(self.http.who)
         async for _, data in self.http.sse(response):
             try:

@@ -162,27 +162,30 @@ class Generation:
             await self.aclose(status="failed")
             raise to_shoal_error(exc) from exc
 
-    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+    def __aiter__(self) -> "Generation":
+        return self
+
+    async def __anext__(self) -> GenerationEvent:
+        # A plain async iterator, not an async generator: asyncio registers every async
+        # generator in a weak set, a cost each relayed request paid for this layer.
         try:
             if self._pending is not None:
                 pending, self._pending = self._pending, None
-                try:
-                    self._first = await pending
-                except StopAsyncIteration:
-                    return
+                self._first = await pending
             if self._first is not None:
-                first, self._first = self._first, None
-                self._observe(first)
-                yield first
-            async for event in self._events:
-                self._observe(event)
-                yield event
+                event, self._first = self._first, None
+            else:
+                event = await self._events.__anext__()
+        except StopAsyncIteration:
+            raise
         except ShoalError:
             self.stats.status = "failed"
             raise
         except Exception as exc:
             self.stats.status = "failed"
             raise to_shoal_error(exc) from exc
+        self._observe(event)
+        return event
 
     def _observe(self, event: GenerationEvent) -> None:
         if self.stats.first_token is None:
