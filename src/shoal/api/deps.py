@@ -48,19 +48,25 @@ async def authenticated(request: Request) -> None:
     ``request.state.context`` for the rest of the path. Without an ``Authorization``
     header, a console admin session counts as an unrestricted caller.
     """
-    authorization = request.headers.get("authorization")
+    scope = request.scope
+    # Read from the ASGI scope: building Starlette's Headers and State objects showed in the gateway's profile.
+    authorization = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+            break
+    state = scope.setdefault("state", {})
     if authorization is None and console_admin(request):
-        request.state.context = RequestContext(owner=CONSOLE_OWNER, key_id=CONSOLE_OWNER,
-                                               endpoint=request.scope["path"])
+        state["context"] = RequestContext(owner=CONSOLE_OWNER, key_id=CONSOLE_OWNER, endpoint=scope["path"])
         return
     access = services(request).tenancy.access
-    request.state.context = await access.authenticate(authorization, request.scope["path"])
+    state["context"] = await access.authenticate(authorization, scope["path"])
 
 
 def context(request: Request) -> RequestContext:
     """The authenticated caller of this request."""
-    ctx = getattr(request.state, "context", None)
-    return ctx if ctx is not None else RequestContext()
+    ctx = request.scope.get("state", {}).get("context")
+    return ctx if isinstance(ctx, RequestContext) else RequestContext()
 
 
 def owner(request: Request) -> str | None:

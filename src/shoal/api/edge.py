@@ -54,23 +54,9 @@ class Edge:
                     raise StarletteHTTPException(413, self._too_large().message)
             return message
 
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                context = state.get("context") if isinstance(state, dict) else None
-                extra = getattr(context, "headers", None)
-                if extra:
-                    headers = list(message.get("headers", ()))
-                    present = {name.lower() for name, _ in headers}
-                    for name, value in extra.items():
-                        raw = name.lower().encode("latin-1")
-                        if raw not in present:
-                            headers.append((raw, str(value).encode("latin-1")))
-                    message = {**message, "headers": headers}
-            await send(message)
-
         endpoint = self.direct.get((scope["method"], scope["path"]))
         if endpoint is None:
-            await self.app(scope, limited, sending)
+            await self.app(scope, limited, self._completing(state, send))
             return
         try:
             response = await endpoint(Request(scope, limited))
@@ -78,14 +64,38 @@ class Edge:
             response = response_for(exc)
         # The response exists before it starts: its headers are completed here, once, rather than by
         # wrapping every message it sends.
-        context = state.get("context") if isinstance(state, dict) else None
-        extra = getattr(context, "headers", None)
+        extra = _context_headers(state)
         if extra:
-            present = response.headers
-            for name, value in extra.items():
-                if name not in present:
-                    present[name] = str(value)
+            _add_missing(response.raw_headers, extra)
         await response(scope, limited, send)
+
+    @staticmethod
+    def _completing(state: object, send: Send) -> Send:
+        """``send``, completing the headers of the response it starts with the context's headers."""
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = _context_headers(state)
+                if extra:
+                    headers = list(message.get("headers", ()))
+                    _add_missing(headers, extra)
+                    message = {**message, "headers": headers}
+            await send(message)
+        return sending
 
     def _too_large(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(f"Request body is larger than the limit of {self.limit} bytes.")
+
+
+def _context_headers(state: object) -> Mapping[str, object] | None:
+    """The headers the request's context asks every response to carry (rate limits, deployment)."""
+    context = state.get("context") if isinstance(state, dict) else None
+    return getattr(context, "headers", None)
+
+
+def _add_missing(headers: list[tuple[bytes, bytes]], extra: Mapping[str, object]) -> None:
+    """Append each of ``extra`` that ``headers`` do not set themselves (names compared without case)."""
+    present = {name.lower() for name, _ in headers}
+    for name, value in extra.items():
+        raw = name.lower().encode("latin-1")
+        if raw not in present:
+            headers.append((raw, str(value).encode("latin-1")))

@@ -180,7 +180,8 @@ class OpenAICompatBackend:
         translator = ChunkTranslator(translation_view(request))
         reasoning_tokens: int | None = None
         async with self.http.post(self.path, body, whole=whole) as response:
-            if whole and response.content_type != "text/event-stream":
+            # The raw header, not aiohttp's parsed ``content_type``: parsing it cost more than the test.
+            if whole and not response.headers.get("Content-Type", "").startswith("text/event-stream"):
                 # One piece, read before anything is yielded: the connection goes back to the
                 # pool at once, and no stream framing (a generator per request) is needed.
                 chunk = self._checked(await self._answer(response))

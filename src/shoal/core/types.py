@@ -87,6 +87,8 @@ class Message:
     @property
     def images(self) -> tuple[ImageInput, ...]:
         """The message's images, in order."""
+        if not self.parts:  # a text-only message, the usual case, keeps no parts
+            return ()
         return tuple(p for p in self.parts if isinstance(p, ImageInput))
 
 

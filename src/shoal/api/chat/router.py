@@ -38,7 +38,8 @@ async def create_chat_completion(request: Request) -> Response:
     generation = await svc.pipeline.start(to_generation(body), ctx)
     completion_id = new_id("chatcmpl-")
     created = int(time.time())
-    headers = {**ctx.headers, "x-shoal-model": generation.model}
+    # The context's headers (deployment, rate limits) are added by the edge.
+    headers = {"x-shoal-model": generation.model}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = chunk_frames(generation, completion_id=completion_id, created=created, model=generation.model,

@@ -53,10 +53,10 @@ async def create_response(request: Request) -> Response:
         generation = await svc.responses.start(turn)
         headers["x-shoal-model"] = generation.model
         return sse.sse_response(_frames(svc.responses.stream_foreground(turn, generation)),
-                                headers={**ctx.headers, **headers}, keepalive=keepalive)
+                                headers=headers, keepalive=keepalive)
     result = await svc.responses.run_foreground(turn)
     headers["x-shoal-model"] = result["model"]
-    return _json(result, {**ctx.headers, **headers})
+    return _json(result, headers)
 
 
 
