@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Gateway overhead: Shoal vs. the LiteLLM proxy vs. a minimal pass-through, against a very fast fake upstream.
 
-One run, one gateway at a time. Each gateway is pinned to core 0 (``taskset -c 0``);
+One run: every gateway is up for the whole run and measured in interleaved rounds
+(medians reported), since a shared machine's speed drifts. Each gateway is pinned to core 0 (``taskset -c 0``);
 the fake upstream, ``wrk`` and this driver share core 1. Measured per gateway:
 
 * non-streaming chat completions with ``wrk``: requests/s at concurrency 32, and

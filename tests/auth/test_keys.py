@@ -29,6 +29,13 @@ def test_valid_keys(header: str) -> None:
     assert owner is not None and "k1" not in owner and "k2" not in owner
 
 
+def test_match_by_hash_agrees_with_match_by_token() -> None:
+    keys = StaticKeys(["k1", "k2"])
+    assert keys.match_hash(hash_key("k1")) == keys.match("k1") is not None
+    assert keys.match_hash(hash_key("k3")) is None
+    assert StaticKeys([]).match_hash(hash_key("k1")) is None
+
+
 def test_owner_is_stable_per_key_and_distinct() -> None:
     keys = StaticKeys(["k1", "k2"])
     assert keys.check("Bearer k1") == keys.check("bearer k1")
