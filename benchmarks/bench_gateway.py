@@ -43,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,15 +262,17 @@ def report_line(name: str, result: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- the gateways
 
 
-def start_passthrough(upstream: str, workdir: Path) -> tuple[Proc, int, str | None]:
+def start_passthrough(upstream: str, workdir: Path, wrap: Sequence[str] = ()) -> tuple[Proc, int, str | None]:
+    """The pass-through on core 0 (``wrap``: a command to run it under, such as valgrind)."""
     port = free_port()
-    proc = Proc([sys.executable, __file__, "passthrough", "--port", str(port), "--upstream", upstream], 0,
+    proc = Proc([*wrap, sys.executable, __file__, "passthrough", "--port", str(port), "--upstream", upstream], 0,
                 workdir / "passthrough.log")
     wait_ready(f"http://{HOST}:{port}/health", proc)
     return proc, port, None
 
 
-def start_shoal(upstream: str, workdir: Path) -> tuple[Proc, int, str | None]:
+def start_shoal(upstream: str, workdir: Path, wrap: Sequence[str] = ()) -> tuple[Proc, int, str | None]:
+    """``shoal serve`` on core 0 with a key made through the admin API (``wrap`` as for the pass-through)."""
     port, home, admin = free_port(), workdir / "shoal-home", "bench-admin-token"
     config = workdir / "shoal.yaml"
     config.write_text(f"""models:
@@ -284,7 +286,7 @@ def start_shoal(upstream: str, workdir: Path) -> tuple[Proc, int, str | None]:
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
     env |= {"SHOAL_ADMIN_TOKEN": admin, "SHOAL_HOME": str(home)}
-    proc = Proc([sys.executable, "-m", "shoal.cli", "serve", "--config", str(config), "--port", str(port)], 0,
+    proc = Proc([*wrap, sys.executable, "-m", "shoal.cli", "serve", "--config", str(config), "--port", str(port)], 0,
                 workdir / "shoal.log", env=env)
     wait_ready(f"http://{HOST}:{port}/health", proc)
     status, key = http_json("POST", f"http://{HOST}:{port}/admin/keys", {"name": "bench"}, admin)
