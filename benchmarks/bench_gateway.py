@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -79,7 +80,6 @@ class Proc:
     def stop(self) -> None:
         if self.popen.poll() is not None:
             return
-        import signal
         for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
             try:
                 os.killpg(self.popen.pid, sig)  # the group led by the process we started
@@ -150,13 +150,29 @@ def wrk(url: str, token: str | None, *, stream: bool, conns: int, seconds: float
         limit: int | None = None) -> dict[str, Any]:
     """One wrk run (pinned to core 1); its summary with requests/s and latency percentiles in ms."""
     script = workdir / f"wrk-{stream}-{conns}-{limit}.lua"
-    response = (f"response = function(status, headers, body)\n  n = n + 1\n  if n >= {limit} then "
-                "wrk.thread:stop() end\nend") if limit else ""
+    marker = script.with_suffix(".done")
+    marker.unlink(missing_ok=True)
+    # wrk sleeps for its whole duration even once every thread stopped itself, so the thread that
+    # reaches the limit leaves a marker and the run is ended here (SIGINT: wrk still reports).
+    response = (f"response = function(status, headers, body)\n  n = n + 1\n  if n == {limit} then "
+                f"io.open('{marker}', 'w'):close() end\n  if n >= {limit} then wrk.thread:stop() end\nend"
+                ) if limit else ""
     script.write_text(LUA % {"auth": f'wrk.headers["Authorization"] = "Bearer {token}"' if token else "",
                              "body": body(stream).decode(), "response": response})
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "--timeout", "10s", "--latency",
            "-s", str(script), f"{url}/v1/chat/completions"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + seconds + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if limit and marker.exists():
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
     line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no summary:\n{out}")
