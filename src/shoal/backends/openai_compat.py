@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from shoal.backends.base import BackendFailure, ModelCard
-from shoal.backends.local.chunks import ChunkTranslator
+from shoal.backends.local.chunks import ChunkTranslator, plain_answer
 from shoal.backends.openai_wire import message_dict, response_format_dict
 from shoal.backends.upstream import UpstreamConfig, UpstreamHTTP, dropped
 from shoal.core.types import (
@@ -177,17 +177,20 @@ class OpenAICompatBackend:
         """
         whole = not request.stream
         body = self.body(request)
-        translator = ChunkTranslator(translation_view(request))
         reasoning_tokens: int | None = None
         async with self.http.post(self.path, body, whole=whole) as response:
             # The raw header, not aiohttp's parsed ``content_type``: parsing it cost more than the test.
             if whole and not response.headers.get("Content-Type", "").startswith("text/event-stream"):
                 # One piece, read before anything is yielded: the connection goes back to the
                 # pool at once, and no stream framing (a generator per request) is needed.
-                chunk = self._checked(await self._answer(response))
-                reasoning_tokens = reported_reasoning_tokens(chunk) or estimated_reasoning_tokens(chunk)
-                events = translator.feed(normalize_chunk(chunk))
+                answer = normalize_chunk(self._checked(await self._answer(response)))
+                reasoning_tokens = reported_reasoning_tokens(answer) or estimated_reasoning_tokens(answer)
+                events = plain_answer(answer, request)
+                if events is None:
+                    translator = ChunkTranslator(translation_view(request))
+                    events = [*translator.feed(answer), *translator.close()]
             else:
+                translator = ChunkTranslator(translation_view(request))
                 done = False
                 async for chunk in self._chunks(response):
                     if chunk is None:
@@ -201,8 +204,8 @@ class OpenAICompatBackend:
                         yield event
                 if not done and translator.finish_reason is None:
                     raise dropped(self.http.who)
-                events = []
-        for event in [*events, *translator.close()]:
+                events = translator.close()
+        for event in events:
             if isinstance(event, Finish) and reasoning_tokens is not None:
                 u = event.usage
                 event = Finish(event.reason, Usage(u.input_tokens, u.output_tokens, u.cached_tokens,

@@ -164,8 +164,11 @@ class UpstreamHTTP:
     async def json_body(self, response: aiohttp.ClientResponse) -> Any:
         """A complete JSON answer (read within ``timeouts.read``); cut short or not JSON, a dropped answer."""
         try:
-            with self.deadlines.limit(self.config.timeouts.read):
-                raw = await response.read()
+            if response.content.is_eof():
+                raw = await response.read()  # all here already (a short answer): nothing to time
+            else:
+                with self.deadlines.limit(self.config.timeouts.read):
+                    raw = await response.read()
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             raise self._read_failed(exc) from exc
         try:

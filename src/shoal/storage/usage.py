@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import field, fields
 from datetime import datetime, timezone
+from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import case, func, insert, select
@@ -95,15 +96,15 @@ class UsageStore:
                 # than the database's own work; the values are plain numbers and strings).
                 async with self.db.engine.begin() as conn:
                     sql, columns = self._insert_for(conn.dialect)
+                    row_of = itemgetter(*columns)
                     days: dict[int, str] = {}
                     rows = []
                     for r in batch:
-                        values = vars(r)
                         epoch_day = int(r.ts // 86400)
                         day = days.get(epoch_day)
                         if day is None:
                             day = days[epoch_day] = utc_day(r.ts)
-                        rows.append(tuple(day if c == "day" else values[c] for c in columns))
+                        rows.append(row_of({**vars(r), "day": day}))
                     await conn.exec_driver_sql(sql, rows)
 
     def _insert_for(self, dialect: Dialect) -> tuple[str, tuple[str, ...]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.backends.local.chunks import TOOL_RESULT_HINT, ChunkTranslator, to_llama_body
+from shoal.backends.local.chunks import TOOL_RESULT_HINT, ChunkTranslator, plain_answer, to_llama_body
 from shoal.core.types import (
     Finish,
     GenerationRequest,
@@ -309,3 +309,38 @@ def test_tool_result_hint_only_after_tool_results_and_can_be_off() -> None:
     assert to_llama_body(ends_with_tool)["messages"][-1] == {"role": "system", "content": TOOL_RESULT_HINT}
     assert to_llama_body(ends_with_tool, tool_result_hint=False)["messages"][-1]["role"] == "tool"
     assert to_llama_body(req())["messages"] == [{"role": "user", "content": "hi"}]
+
+
+# -- plain_answer: the translator's result for whole answers that need no parsing -----------------
+
+USAGE = {"prompt_tokens": 31, "completion_tokens": 8, "prompt_tokens_details": {"cached_tokens": 24}}
+PLAIN_ANSWERS = [
+    {**chunk({"role": "assistant", "content": "Hello there."}, "stop"), "usage": USAGE},
+    {**chunk({"content": "Hi", "reasoning_content": "The user greets me."}, "length"), "usage": USAGE},
+    {**chunk({"content": "Hi"}, None, {"content": [lp_entry("Hi", -0.25)]}), "usage": {"prompt_tokens": 3}},
+    chunk({"content": "  indented answer"}, "stop"),
+    chunk({"content": None, "reasoning_content": "only thinking"}, "length"),
+    chunk({"content": ""}, "content_filter"),
+    {**chunk({"content": "x"}, "stop"), "usage": {"prompt_tokens": 2, "completion_tokens": 0}},
+]
+NEEDS_PARSING = [
+    chunk({"content": "<think>why</think>Hi"}, "stop"),
+    chunk({"content": "  <think>why</think>Hi"}, "stop"),
+    chunk({"content": "   "}, "stop"),
+    chunk({"content": None, "tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{}"}}]},
+          "tool_calls"),
+    {"choices": [chunk({"content": "a"})["choices"][0], {**chunk({"content": "b"})["choices"][0], "index": 1}]},
+]
+
+
+def test_plain_answers_give_what_the_translator_gives() -> None:
+    for answer in PLAIN_ANSWERS:
+        translator = ChunkTranslator(req())
+        expected = [*translator.feed(answer), *translator.close()]
+        assert plain_answer(answer, req()) == expected, answer
+
+
+def test_answers_that_need_parsing_or_tools_go_to_the_translator() -> None:
+    for answer in NEEDS_PARSING:
+        assert plain_answer(answer, req()) is None, answer
+    assert plain_answer(PLAIN_ANSWERS[0], req(tools=(WEATHER,))) is None

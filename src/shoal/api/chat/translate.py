@@ -16,21 +16,24 @@ from shoal.core.types import (
     ToolSpec,
 )
 from shoal.errors import InvalidRequestError
-from shoal.protocol.chat import ChatCompletionRequest, ChatMessage, ImagePart
+from shoal.protocol.chat import ChatCompletionRequest, ChatMessage, ImagePart, TextPart
 
 
-def _parts(msg: ChatMessage) -> list[ContentPart]:
-    """The content as ordered text and image parts."""
-    if not isinstance(msg.content, list):
-        return [msg.content or ""]
+def _parts(content: list[TextPart | ImagePart]) -> list[ContentPart]:
+    """A list content as ordered text and image parts."""
     return [ImageInput(p.image_url.url, p.image_url.detail) if isinstance(p, ImagePart) else p.text
-            for p in msg.content]
+            for p in content]
 
 
 def to_message(msg: ChatMessage) -> Message:
     """One wire message as a core message (images, if any, in ``parts``)."""
-    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls or ())
-    return Message.of_parts(msg.role, _parts(msg), tool_calls=calls,
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls) \
+        if msg.tool_calls else ()
+    content = msg.content
+    if not isinstance(content, list):  # plain text, the usual case: no parts to sort out
+        return Message(msg.role, content or "", tool_calls=calls, tool_call_id=msg.tool_call_id,
+                       reasoning=msg.reasoning_content)
+    return Message.of_parts(msg.role, _parts(content), tool_calls=calls,
                             tool_call_id=msg.tool_call_id, reasoning=msg.reasoning_content)
 
 

@@ -135,6 +135,40 @@ def _logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
     return tuple(out)
 
 
+def plain_answer(chunk: dict[str, Any], request: GenerationRequest) -> list[GenerationEvent] | None:
+    """The events of a whole answer that needs no parsing, or None when it needs :class:`ChunkTranslator`.
+
+    A request without tools whose answer is one choice of plain text (not starting
+    with a tag), optional ``reasoning_content`` and no calls gives exactly what the
+    translator would: the parsers could only pass the text through. Building the
+    translator's parser chain for that showed in a gateway's per-request profile.
+    """
+    choices = chunk.get("choices")
+    if request.tools or not isinstance(choices, list) or len(choices) != 1:
+        return None
+    choice = choices[0]
+    delta = choice.get("delta") or {}
+    content = delta.get("content")
+    if delta.get("tool_calls") or (content and content.lstrip()[:1] in ("", "<")):
+        return None
+    events: list[GenerationEvent] = []
+    reasoning = delta.get("reasoning_content")
+    if reasoning:
+        events.append(ReasoningDelta(reasoning))
+    if content:
+        events.append(TextDelta(content, _logprobs(choice.get("logprobs"))))
+    usage = chunk.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    output = int(usage.get("completion_tokens", 0))
+    events.append(Finish(choice.get("finish_reason") or "stop", Usage(
+        input_tokens=int(usage.get("prompt_tokens", 0)),
+        output_tokens=output,
+        cached_tokens=int(details.get("cached_tokens", 0) or 0),
+        reasoning_tokens=min(1 if reasoning else 0, output),
+    )))
+    return events
+
+
 class ChunkTranslator:
     """Turns llama.cpp's streamed chunk dicts into :data:`GenerationEvent` values.
 
