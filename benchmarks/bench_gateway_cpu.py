@@ -6,8 +6,9 @@ number of instructions a gateway executes per relayed request does not. Each
 gateway runs under valgrind's callgrind with counting off, serves a warm-up, and
 then counts only while ``wrk`` (concurrency 8) relays ``--requests`` non-streaming
 chat completions through it to the same fake upstream as ``bench_gateway.py``.
-The ratio pass-through/Shoal of instructions per request is what the throughput
-ratio converges to when the gateway's core is the bottleneck.
+Callgrind leaves out the kernel's socket work (about the same per request for
+both), so the pass-through/Shoal ratio of instructions is a pessimistic bound for
+their requests/s ratio when the gateway's core is the bottleneck.
 
 Writes ``docs/benchmarks/gateway-cpu.json`` and ``gateway-cpu.md``. Needs Debian's
 ``valgrind`` and ``wrk``. Rerun::
@@ -94,8 +95,9 @@ def write_outputs(results: dict[str, Any]) -> None:
         "Instructions each gateway executes to relay one non-streaming chat completion to the fake upstream of "
         "[gateway.md](gateway.md), counted by valgrind's callgrind over a fixed number of requests (wrk, "
         "concurrency 8) after a warm-up. Unlike requests/s on a shared machine, these counts repeat within about "
-        "a percent from run to run; the pass-through/Shoal ratio is what the throughput ratio tends to when the "
-        "gateway's core is the bottleneck.",
+        "a percent from run to run. Callgrind counts the process's own instructions, not the kernel's socket "
+        "work, which is about the same per request for both; so the pass-through/Shoal ratio here is a "
+        "pessimistic bound for the requests/s ratio of a gateway whose core is the bottleneck.",
         "",
         "| gateway | requests counted | k instructions per request |",
         "|---|---:|---:|",
