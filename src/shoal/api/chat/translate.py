@@ -27,8 +27,7 @@ def _parts(content: list[TextPart | ImagePart]) -> list[ContentPart]:
 
 def to_message(msg: ChatMessage) -> Message:
     """One wire message as a core message (images, if any, in ``parts``)."""
-    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls) \
-        if msg.tool_calls else ()
+    calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in msg.tool_calls or ())
     content = msg.content
     if not isinstance(content, list):  # plain text, the usual case: no parts to sort out
         return Message(msg.role, content or "", tool_calls=calls, tool_call_id=msg.tool_call_id,

@@ -135,6 +135,16 @@ def _logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
     return tuple(out)
 
 
+def _usage(raw: dict[str, Any]) -> Usage:
+    """A chunk's ``usage`` (with ``prompt_tokens_details.cached_tokens``) as core usage."""
+    details = raw.get("prompt_tokens_details") or {}
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens", 0)),
+        output_tokens=int(raw.get("completion_tokens", 0)),
+        cached_tokens=int(details.get("cached_tokens", 0) or 0),
+    )
+
+
 def plain_answer(chunk: dict[str, Any], request: GenerationRequest) -> list[GenerationEvent] | None:
     """The events of a whole answer that needs no parsing, or None when it needs :class:`ChunkTranslator`.
 
@@ -157,15 +167,9 @@ def plain_answer(chunk: dict[str, Any], request: GenerationRequest) -> list[Gene
         events.append(ReasoningDelta(reasoning))
     if content:
         events.append(TextDelta(content, _logprobs(choice.get("logprobs"))))
-    usage = chunk.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
-    output = int(usage.get("completion_tokens", 0))
+    u = _usage(chunk.get("usage") or {})
     events.append(Finish(choice.get("finish_reason") or "stop", Usage(
-        input_tokens=int(usage.get("prompt_tokens", 0)),
-        output_tokens=output,
-        cached_tokens=int(details.get("cached_tokens", 0) or 0),
-        reasoning_tokens=min(1 if reasoning else 0, output),
-    )))
+        u.input_tokens, u.output_tokens, u.cached_tokens, min(1 if reasoning else 0, u.output_tokens))))
     return events
 
 
@@ -193,12 +197,7 @@ class ChunkTranslator:
         events: list[GenerationEvent] = []
         usage = chunk.get("usage")
         if usage:
-            details = usage.get("prompt_tokens_details") or {}
-            self.usage = Usage(
-                input_tokens=int(usage.get("prompt_tokens", 0)),
-                output_tokens=int(usage.get("completion_tokens", 0)),
-                cached_tokens=int(details.get("cached_tokens", 0) or 0),
-            )
+            self.usage = _usage(usage)
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content")
