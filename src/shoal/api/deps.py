@@ -100,3 +100,14 @@ async def read_body(request: Request, schema: type[W]) -> W:
         except orjson.JSONDecodeError:
             body = None
         raise RequestValidationError(exc.errors(include_url=False, include_context=False), body=body) from None
+
+
+def context_window(request: Request, model: str) -> int | None:
+    """The context window (tokens) a request for ``model`` must fit in; None for a router, whose models differ.
+
+    404 for a model the caller may not use, as the pipeline would answer.
+    """
+    pipeline = services(request).pipeline
+    if model in pipeline.router.routers:
+        return None
+    return pipeline.resolve(model, context(request)).card.context_length

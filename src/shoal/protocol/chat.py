@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, field_validator, model_validator
 
-from .common import StopMixin, StreamOptions, Temperature, TopLogprobs, TopP, WireModel, check_metadata
+from .common import (
+    Flag,
+    LogitBias,
+    Penalty,
+    Seed,
+    StopMixin,
+    StreamOptions,
+    Temperature,
+    TokenLimit,
+    TopLogprobs,
+    TopP,
+    WireModel,
+    check_logit_bias,
+    check_metadata,
+    check_tool_count,
+)
 from .images import ImageDetail, check_image_url
 
 ToolName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
@@ -115,7 +130,7 @@ class FunctionDef(BaseModel):
     name: ToolName
     description: str | None = None
     parameters: dict[str, Any] | None = None
-    strict: bool | None = None
+    strict: Flag | None = None
 
 
 class ChatTool(BaseModel):
@@ -149,7 +164,7 @@ class JsonSchemaSpec(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     name: ToolName
     json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
+    strict: Flag | None = None
     description: str | None = None
 
 
@@ -174,19 +189,23 @@ class ChatCompletionRequest(StopMixin, WireModel):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    seed: int | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    n: Annotated[int, Field(ge=1, le=1)] | None = None
-    stream: bool = False
+    seed: Seed | None = None
+    max_tokens: TokenLimit | None = None
+    max_completion_tokens: TokenLimit | None = None
+    n: Annotated[int, Strict(), Field(ge=1, le=1)] | None = None
+    stream: Flag = False
     stream_options: StreamOptions | None = None
-    logprobs: bool | None = None
+    logprobs: Flag | None = None
     top_logprobs: TopLogprobs | None = None
+    # Accepted and range-checked as OpenAI does; not passed to the engine.
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, LogitBias] | None = None
     user: str | None = None
     metadata: dict[str, Any] | None = None
     tools: list[ChatTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: Flag | None = None
     response_format: ChatResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
 
@@ -194,6 +213,16 @@ class ChatCompletionRequest(StopMixin, WireModel):
     @classmethod
     def _check_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         return check_metadata(value)
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _check_tools(cls, value: Any) -> Any:
+        return check_tool_count(value)
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _check_logit_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return check_logit_bias(value)
 
     @model_validator(mode="after")
     def _check_logprobs(self) -> "ChatCompletionRequest":

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, field_validator
 
-Temperature = Annotated[float, Field(ge=0, le=2)]
-TopP = Annotated[float, Field(ge=0, le=1)]
-TopLogprobs = Annotated[int, Field(ge=0, le=20)]
+# Numbers and flags are strict, as OpenAI's are: "stream": "yes" or "max_tokens": "12"
+# is a 400 naming the field, never a guess. Every number is bounded, so nothing too
+# big for the engine's (or an upstream's) integer types gets past the schema.
+Flag = StrictBool
+Temperature = Annotated[float, Strict(), Field(ge=0, le=2)]
+TopP = Annotated[float, Strict(), Field(ge=0, le=1)]
+TopLogprobs = Annotated[int, Strict(), Field(ge=0, le=20)]
+Penalty = Annotated[float, Strict(), Field(ge=-2, le=2)]
+"""``presence_penalty`` / ``frequency_penalty``: -2.0 to 2.0."""
+MAX_TOKEN_LIMIT = 2**31 - 1
+TokenLimit = Annotated[int, Strict(), Field(ge=1, le=MAX_TOKEN_LIMIT)]
+"""``max_tokens`` and its kin: at least 1, and within the engine's 32-bit token counts."""
+Seed = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
+"""``seed``: a signed 64-bit integer, as OpenAI documents it."""
+MAX_STOP_CHARS = 256
+"""The longest stop sequence: llama.cpp rescans the tail of the output for each stop string after every token."""
+MAX_LOGIT_BIAS = 300
+MAX_TOOLS = 128
+"""OpenAI's limit on ``tools``."""
+LogitBias = Annotated[float, Strict(), Field(ge=-100, le=100)]
 
 
 class WireModel(BaseModel):
@@ -26,16 +43,37 @@ class WireModel(BaseModel):
 
 
 def normalize_stop(value: Any) -> list[str] | None:
-    """``stop`` may be one string or up to four; returns a list or None."""
+    """``stop`` may be one string or up to four, each up to :data:`MAX_STOP_CHARS`; returns a list or None."""
     if value is None:
         return None
     if isinstance(value, str):
-        return [value]
+        value = [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         if len(value) > 4:
             raise ValueError("at most 4 stop sequences are allowed")
+        if any(len(v) > MAX_STOP_CHARS for v in value):
+            raise ValueError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters")
         return value
     raise ValueError("must be a string or an array of at most 4 strings")
+
+
+def check_tool_count(value: Any) -> Any:
+    """At most :data:`MAX_TOOLS` tools; checked before the tools themselves are validated."""
+    if isinstance(value, list) and len(value) > MAX_TOOLS:
+        raise ValueError(f"at most {MAX_TOOLS} tools are allowed, got {len(value)}")
+    return value
+
+
+def check_logit_bias(value: dict[str, float] | None) -> dict[str, float] | None:
+    """``logit_bias``: at most :data:`MAX_LOGIT_BIAS` token ids (as strings) mapped to -100..100."""
+    if value is None:
+        return None
+    if len(value) > MAX_LOGIT_BIAS:
+        raise ValueError(f"logit_bias may have at most {MAX_LOGIT_BIAS} entries, got {len(value)}")
+    for key in value:
+        if not (key.isascii() and key.isdigit() and len(key) <= 10):
+            raise ValueError(f"logit_bias keys must be token ids, not '{key[:20]}'")
+    return value
 
 
 class StopMixin(BaseModel):
@@ -69,4 +107,4 @@ class StreamOptions(BaseModel):
     """``stream_options``: only ``include_usage`` changes anything."""
 
     model_config = ConfigDict(extra="allow")
-    include_usage: bool | None = None
+    include_usage: Flag | None = None

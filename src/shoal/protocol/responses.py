@@ -7,7 +7,20 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from .chat import ChatTool, NamedToolChoice, ReasoningEffort, ToolCallParam, ToolName
-from .common import StopMixin, StreamOptions, Temperature, TopLogprobs, TopP, WireModel, check_metadata
+from .common import (
+    Flag,
+    Penalty,
+    Seed,
+    StopMixin,
+    StreamOptions,
+    Temperature,
+    TokenLimit,
+    TopLogprobs,
+    TopP,
+    WireModel,
+    check_metadata,
+    check_tool_count,
+)
 from .images import ImageDetail, check_image_url
 
 
@@ -187,7 +200,7 @@ class FunctionTool(BaseModel):
     name: ToolName
     description: str | None = None
     parameters: dict[str, Any] | None = None
-    strict: bool | None = None
+    strict: Flag | None = None
 
 
 WEB_SEARCH_TYPES = ("web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11")
@@ -246,7 +259,7 @@ class TextFormatParam(BaseModel):
     type: Literal["text", "json_object", "json_schema"]
     name: ToolName | None = None
     json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
+    strict: Flag | None = None
     description: str | None = None
 
     @model_validator(mode="after")
@@ -274,25 +287,33 @@ class ResponsesRequest(StopMixin, WireModel):
     instructions: str | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    max_output_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_output_tokens: TokenLimit | None = None
+    max_tokens: TokenLimit | None = None
     metadata: dict[str, Any] | None = None
     user: str | None = None
-    stream: bool = False
+    stream: Flag = False
     stream_options: StreamOptions | None = None
-    store: bool = True
+    store: Flag = True
     previous_response_id: str | None = None
-    background: bool = False
+    background: Flag = False
     tools: list[ResponsesTool] | None = None
     tool_choice: (Literal["none", "auto", "required"] | FunctionToolChoice | NamedToolChoice | HostedToolChoice
                   | None) = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: Flag | None = None
     reasoning: ReasoningParam | None = None
     text: TextParam | None = None
     include: list[str] | None = None
     top_logprobs: TopLogprobs | None = None
     truncation: Literal["auto", "disabled"] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
+    # Chat's sampling penalties, accepted and range-checked as there; not passed to the engine.
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _check_tools(cls, value: Any) -> Any:
+        return check_tool_count(value)
 
     @field_validator("metadata")
     @classmethod

@@ -10,8 +10,8 @@ from fastapi.responses import Response
 
 from shoal import sse
 from shoal.api.chat.stream import chunk_frames, completion_body
-from shoal.api.chat.translate import to_generation
-from shoal.api.deps import authenticated, context, log_ignored, read_body, services
+from shoal.api.chat.translate import translate
+from shoal.api.deps import authenticated, context, context_window, log_ignored, read_body, services
 from shoal.api.encoding import new_id
 from shoal.core.pipeline import Generation
 from shoal.protocol.chat import ChatCompletionRequest
@@ -35,7 +35,7 @@ async def create_chat_completion(request: Request) -> Response:
     log_ignored(body, "chat.completions")
     svc = services(request)
     ctx = context(request)
-    generation = await svc.pipeline.start(to_generation(body), ctx)
+    generation = await svc.pipeline.start(await translate(body, context_window(request, body.model)), ctx)
     completion_id = new_id("chatcmpl-")
     created = int(time.time())
     # The context's headers (deployment, rate limits) are added by the edge.

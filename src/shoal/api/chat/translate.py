@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from shoal.api.formats import check_tool_choice, check_tools, json_schema_format
+from typing import Any
+
+from shoal.api.formats import (
+    check_prompt_fits,
+    check_schema_sizes,
+    check_tool_choice,
+    check_tools,
+    constrained_tools,
+    json_schema_format,
+    tool_param,
+    tool_schema_checks,
+    validate_schemas,
+)
 from shoal.core.types import (
     ContentPart,
     GenerationRequest,
@@ -17,6 +29,8 @@ from shoal.core.types import (
 )
 from shoal.errors import InvalidRequestError
 from shoal.protocol.chat import ChatCompletionRequest, ChatMessage, ImagePart, TextPart
+
+FORMAT_PARAM = "response_format.json_schema.schema"
 
 
 def _parts(content: list[TextPart | ImagePart]) -> list[ContentPart]:
@@ -48,12 +62,39 @@ def response_format(body: ChatCompletionRequest) -> ResponseFormat | None:
     if spec.json_schema is None:
         raise InvalidRequestError(f"response_format '{spec.name}' has no 'schema'.",
                                   param="response_format.json_schema.schema")
-    return json_schema_format(spec.name, spec.json_schema, spec.strict, spec.description,
-                              "response_format.json_schema.schema")
+    return json_schema_format(spec.name, spec.json_schema, spec.strict, spec.description, FORMAT_PARAM)
+
+
+def _schemas(request: GenerationRequest) -> list[tuple[Any, str, bool]]:
+    """Every schema of the request, with its field and whether it is compiled into a grammar."""
+    forced = constrained_tools(request.tools, request.tool_choice)
+    out: list[tuple[Any, str, bool]] = [(t.parameters, tool_param("tools", i), t.name in forced)
+                                        for i, t in enumerate(request.tools)]
+    if request.response_format is not None and request.response_format.schema is not None:
+        out.append((request.response_format.schema, FORMAT_PARAM, True))
+    return out
+
+
+async def translate(body: ChatCompletionRequest, context_length: int | None = None) -> GenerationRequest:
+    """:func:`to_generation`, then the schemas' validity checked off the event loop (400 naming the first bad one).
+
+    First of all, text that cannot fit in ``context_length`` tokens is a 400 (see :func:`check_prompt_fits`).
+    """
+    check_prompt_fits(((f"messages[{i}].content", m.text()) for i, m in enumerate(body.messages)), context_length)
+    request = to_generation(body)
+    checks = tool_schema_checks(request.tools)
+    fmt = request.response_format
+    if fmt is not None and fmt.schema is not None:
+        checks.append((fmt.schema, f"response_format '{fmt.name}'", FORMAT_PARAM))
+    await validate_schemas(checks)
+    return request
 
 
 def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
-    """The engine-neutral request for ``body``."""
+    """The engine-neutral request for ``body``, with the cheap checks (names, choice, schema sizes).
+
+    The schemas' JSON-schema validity is left to :func:`translate`, which the route calls.
+    """
     tools = tuple(
         ToolSpec(t.function.name, t.function.description, t.function.parameters, bool(t.function.strict))
         for t in body.tools or ()
@@ -73,7 +114,7 @@ def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
         logprobs=bool(body.logprobs),
         top_logprobs=body.top_logprobs or 0,
     )
-    return GenerationRequest(
+    request = GenerationRequest(
         model=body.model,
         messages=tuple(to_message(m) for m in body.messages),
         sampling=sampling,
@@ -85,3 +126,5 @@ def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
         reasoning_effort=body.reasoning_effort,
         stream=bool(body.stream),
     )
+    check_schema_sizes(_schemas(request))
+    return request

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from shoal import sse
-from shoal.api.deps import authenticated, context, log_ignored, owner, read_body, services
+from shoal.api.deps import authenticated, context, context_window, log_ignored, owner, read_body, services
 from shoal.api.responses.echo import echo_fields
 from shoal.api.responses.translate import ENCRYPTED_INCLUDE, LOGPROBS_INCLUDE
 from shoal.errors import InvalidRequestError, NotFoundError
@@ -41,7 +41,8 @@ async def create_response(request: Request) -> Response:
     model = svc.pipeline.resolve(body.model, ctx).card.id
     include = body.include or ()
     turn = await svc.responses.open_turn(body, ctx, echo_fields(body, model),
-                                         logprobs=LOGPROBS_INCLUDE in include, seal=ENCRYPTED_INCLUDE in include)
+                                         logprobs=LOGPROBS_INCLUDE in include, seal=ENCRYPTED_INCLUDE in include,
+                                         context_length=context_window(request, body.model))
     headers = {"x-shoal-model": model}
     keepalive = svc.settings.keepalive_seconds
     if body.background:

@@ -62,8 +62,11 @@ class ResponsesService:
 
     # -- building a turn ---------------------------------------------------
     async def open_turn(self, body: ResponsesRequest, context: RequestContext, echo: dict[str, Any],
-                        logprobs: bool = False, seal: bool = False) -> Turn:
-        """Load the history of ``previous_response_id`` (404 if unknown) and set up the builder."""
+                        logprobs: bool = False, seal: bool = False, context_length: int | None = None) -> Turn:
+        """Check the request, load the history of ``previous_response_id`` (404 if unknown) and set up the builder.
+
+        ``context_length`` bounds the request's own text (translate.check_request).
+        """
         history: list[dict[str, Any]] = []
         if body.previous_response_id:
             prev = await self.store.get(body.previous_response_id, context.owner)
@@ -76,7 +79,7 @@ class ResponsesService:
             history = list(prev.conversation)
         if body.background and not body.store:
             raise InvalidRequestError("background mode requires store=true.", param="background")
-        check_request(body, search_available=self.search is not None)
+        await check_request(body, search_available=self.search is not None, context_length=context_length)
         return Turn(body, context, history, stored_input_items(body), ResponseBuilder(echo, logprobs=logprobs, seal=seal))
 
     async def start(self, turn: Turn) -> Generation:

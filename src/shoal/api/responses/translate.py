@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
-from shoal.api.formats import check_tool_choice, check_tools, json_schema_format
+from shoal.api.formats import (
+    check_prompt_fits,
+    SchemaCheck,
+    check_schema_sizes,
+    check_tool_choice,
+    check_tools,
+    constrained_tools,
+    json_schema_format,
+    tool_param,
+    validate_schemas,
+)
 from shoal.api.responses.items import unseal_reasoning
 from shoal.core.types import (
     ContentPart,
@@ -38,6 +48,7 @@ LOGPROBS_INCLUDE = "message.output_text.logprobs"
 ENCRYPTED_INCLUDE = "reasoning.encrypted_content"
 SOURCES_INCLUDE = "web_search_call.action.sources"
 KNOWN_INCLUDES = frozenset({LOGPROBS_INCLUDE, ENCRYPTED_INCLUDE, SOURCES_INCLUDE})
+FORMAT_PARAM = "text.format.schema"
 
 WEB_SEARCH = ToolSpec(
     "web_search",
@@ -98,15 +109,20 @@ def wants_web_search(body: ResponsesRequest) -> bool:
     return any(isinstance(tool, WebSearchTool) for tool in body.tools or ())
 
 
-def _tools(body: ResponsesRequest) -> tuple[ToolSpec, ...]:
+def _functions(body: ResponsesRequest) -> list[tuple[int, ToolSpec]]:
+    """The function tools, each with its index in ``tools``."""
     specs = []
-    for tool in body.tools or ():
+    for index, tool in enumerate(body.tools or ()):
         if isinstance(tool, ChatTool):
             fn = tool.function
-            specs.append(ToolSpec(fn.name, fn.description, fn.parameters, bool(fn.strict)))
+            specs.append((index, ToolSpec(fn.name, fn.description, fn.parameters, bool(fn.strict))))
         elif not isinstance(tool, WebSearchTool):
-            specs.append(ToolSpec(tool.name, tool.description, tool.parameters, bool(tool.strict)))
-    check_tools(specs)
+            specs.append((index, ToolSpec(tool.name, tool.description, tool.parameters, bool(tool.strict))))
+    return specs
+
+
+def _tools(body: ResponsesRequest) -> tuple[ToolSpec, ...]:
+    specs = [spec for _, spec in _functions(body)]
     if wants_web_search(body):
         if any(spec.name == WEB_SEARCH.name for spec in specs):
             raise InvalidRequestError(f"A function named '{WEB_SEARCH.name}' cannot be used together with the "
@@ -123,7 +139,7 @@ def text_format(body: ResponsesRequest) -> ResponseFormat | None:
     if fmt.type == "json_object":
         return ResponseFormat("json_object")
     assert fmt.name is not None and fmt.json_schema is not None  # checked by the schema
-    return json_schema_format(fmt.name, fmt.json_schema, fmt.strict, fmt.description, "text.format.schema")
+    return json_schema_format(fmt.name, fmt.json_schema, fmt.strict, fmt.description, FORMAT_PARAM)
 
 
 def _tool_choice(body: ResponsesRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:
@@ -149,21 +165,65 @@ def check_include(body: ResponsesRequest) -> None:
                                       + ", ".join(sorted(KNOWN_INCLUDES)) + ".", param="include")
 
 
-def check_request(body: ResponsesRequest, *, search_available: bool) -> None:
-    """Every check of :func:`to_generation` (tools, schemas, choice, include), before anything runs.
+def _schemas(body: ResponsesRequest, fmt: ResponseFormat | None) -> list[SchemaCheck]:
+    """Every schema of the request, to validate: the tools' parameters, then the format's."""
+    out: list[SchemaCheck] = [(spec.parameters, f"function '{spec.name}'", tool_param("tools", index))
+                              for index, spec in _functions(body) if spec.parameters is not None]
+    if fmt is not None and fmt.schema is not None:
+        out.append((fmt.schema, f"response_format '{fmt.name}'", FORMAT_PARAM))
+    return out
 
-    Also a 400 when the built-in web search is asked for and no search provider is configured.
+
+def _texts(body: ResponsesRequest) -> Iterator[tuple[str, str]]:
+    """The request's own text (not the stored history), each with its field."""
+    if body.instructions:
+        yield "instructions", body.instructions
+    if isinstance(body.input, str):
+        yield "input", body.input
+        return
+    for index, item in enumerate(body.input):
+        if isinstance(item, InputMessage):
+            yield f"input[{index}].content", item.text()
+        elif isinstance(item, FunctionCallOutputItem):
+            yield f"input[{index}].output", item.text()
+        elif isinstance(item, FunctionCallItem):
+            yield f"input[{index}].arguments", item.arguments
+        elif isinstance(item, ReasoningItem):
+            yield f"input[{index}]", item.text()
+
+
+async def check_request(body: ResponsesRequest, *, search_available: bool, context_length: int | None = None) -> None:
+    """Every check of the request (tools, schemas and their sizes, choice, include), once, before anything runs.
+
+    :func:`to_generation` (called again for each truncation step) leaves the tools'
+    and format's schemas to this; their validity is checked off the event loop.
+    Also a 400 when the built-in web search is asked for and no search provider is configured,
+    and when the request's text cannot fit in ``context_length`` tokens (:func:`check_prompt_fits`).
     """
+    check_prompt_fits(_texts(body), context_length)
     if wants_web_search(body) and not search_available:
         raise InvalidRequestError(
             "The web_search tool is not available: this server has no search provider configured. "
             "Start shoal with --web-search-url URL (or SHOAL_WEB_SEARCH_URL) pointing at a SearxNG-compatible "
             "JSON endpoint, or remove the tool.", param="tools", code="web_search_unavailable")
-    to_generation(body)
+    check_tools([spec for _, spec in _functions(body)])
+    request = to_generation(body)
+    fmt = request.response_format
+    forced = constrained_tools(request.tools, request.tool_choice)
+    sizes = [(spec.parameters, tool_param("tools", index), spec.name in forced)
+             for index, spec in _functions(body) if spec.parameters is not None]
+    if fmt is not None and fmt.schema is not None:
+        sizes.append((fmt.schema, FORMAT_PARAM, True))
+    check_schema_sizes(sizes)
+    await validate_schemas(_schemas(body, fmt))
 
 
 def to_generation(body: ResponsesRequest, history: Sequence[Message] = ()) -> GenerationRequest:
-    """The engine-neutral request for ``body`` (``history`` from a previous response goes first)."""
+    """The engine-neutral request for ``body`` (``history`` from a previous response goes first).
+
+    Checks only what it needs to build the request (include, tool choice); the
+    rest is :func:`check_request`'s, once per request.
+    """
     check_include(body)
     messages: list[Message] = []
     if body.instructions:
