@@ -29,9 +29,10 @@ from pathlib import Path
 SIZE = 10 * 1024 * 1024
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident set (``VmHWM``: its peak so far), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -72,7 +73,7 @@ def main() -> None:
             small = {"model": model_id, "input": "hi", "max_output_tokens": 4}
             post(port, "/v1/responses", small)  # warm: the first request's one-off allocations
             time.sleep(1)
-            before = rss_mib(proc.pid)
+            before, peak_before = rss_mib(proc.pid), rss_mib(proc.pid, "VmHWM")
             text = "All work and no play makes Jack a dull boy. " * (SIZE // 44)
             if args.variant == "chat":
                 status, head, took = post(port, "/v1/chat/completions", {
@@ -82,9 +83,10 @@ def main() -> None:
                 status, head, took = post(port, "/v1/responses", {**small, "instructions": text,
                                                                   "store": args.variant == "responses"})
             time.sleep(3)
-            after = rss_mib(proc.pid)
+            after, peak = rss_mib(proc.pid), rss_mib(proc.pid, "VmHWM")
             print(json.dumps({"variant": args.variant, "status": status, "seconds": round(took, 2),
-                              "rss_before_mib": round(before), "rss_after_mib": round(after), "answer": head[:160]}))
+                              "rss_before_mib": round(before), "rss_after_mib": round(after),
+                              "peak_before_mib": round(peak_before), "peak_mib": round(peak), "answer": head[:160]}))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
