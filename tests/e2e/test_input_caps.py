@@ -57,3 +57,9 @@ def test_huge_instructions_are_refused_before_tokenizing(server: ServerProcess) 
     err = refused(lambda: server.client().responses.create(
         model=MODEL_ID, input="Hi", max_output_tokens=16, instructions="Be brief. " * 1_000_000))
     assert err["param"] == "instructions" and err["code"] == "context_length_exceeded"
+
+
+@pytest.mark.parametrize("seed", [2**63 - 1, -(2**63)])
+def test_the_edges_of_the_bounds_reach_the_engine_fine(server: ServerProcess, seed: int) -> None:
+    resp = server.client().chat.completions.create(model=MODEL_ID, messages=MESSAGES, max_tokens=4, seed=seed)
+    assert resp.choices[0].finish_reason in ("stop", "length")

@@ -155,7 +155,8 @@ def _too_big(limit: str, limits: SchemaLimits) -> str:
         "branches": f"the schemas of a request may have at most {limits.branches} anyOf/oneOf/enum branches "
                     "in total",
         "properties": f"the schemas of a request may have at most {limits.properties:,} object properties in total",
-        "depth": f"a schema may nest at most {limits.depth} levels deep",
+        "depth": f"a schema may nest at most {limits.depth} levels deep ({MAX_SCHEMA_LEVELS} levels counting "
+                 "anyOf/allOf wrappers and $defs)",
     }[limit]
     return f"Schema too large: {what}."
 
