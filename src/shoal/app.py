@@ -117,10 +117,11 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         search = provider_from_url(settings.web_search_url)
         deployments = await build_deployments(settings, backends)
         tenancy.serve(deployments)
-        from shoal.metrics import Metrics
+        from shoal.metrics import Metrics, UsageQueue
         from shoal.routing.build import router_specs
 
         metrics = Metrics(lambda: deployments)
+        metrics.registry.register(UsageQueue(tenancy.usage))
         app.state.metrics = metrics
         try:
             pipeline = Pipeline(deployments, prime_timeout=settings.prime_timeout, hooks=tenancy.meter,
