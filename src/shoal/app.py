@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -65,15 +66,9 @@ class ShoalAPI(FastAPI):
         return stack if self.edge is None else Edge(stack, **self.edge)
 
 
-def node_id(data_dir: Path) -> str:
-    """This instance's stable id (kept in the data directory across restarts)."""
-    path = data_dir / "node-id"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = uuid.uuid4().hex
-    path.write_text(value + "\n")
-    return value
+def instance_id() -> str:
+    """This process's id in the rows it leases (host, pid and a random part: a restart is a new instance)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 async def build_deployments(settings: Settings, backends: list[Backend]) -> list[Deployment]:
@@ -103,10 +98,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         try:
             await db.prepare()
             tenancy = await build_tenancy(settings, db, static)
-            store = ResponseStore(db, instance=node_id(settings.data_dir))
-            orphans = await store.fail_orphans()
-            if orphans:
-                log.warning("marked %d background response(s) failed: the server stopped while they ran", orphans)
+            store = ResponseStore(db, instance=instance_id(), lease_seconds=settings.response_lease_seconds)
             backends = await asyncio.to_thread(backend_factory, settings)
         except BaseException:
             if tenancy is not None:
@@ -135,6 +127,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         services = Services(settings=settings, pipeline=pipeline, keys=static, db=db,
                             responses=ResponsesService(pipeline, store, search=search), tenancy=tenancy)
         app.state.services = services
+        # Renews this replica's background leases and fails any replica's expired ones (orphans).
+        services.responses.open()
         if on_ready is not None:
             on_ready(services)
         try:

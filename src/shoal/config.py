@@ -64,6 +64,9 @@ class Settings:
     """Memory shared by every local model (dedicated ones count, serverless ones are evicted to fit); unset = none."""
     memory_wait_seconds: float = 5.0
     """How long a serverless load waits for busy models to free memory before answering 503."""
+    response_lease_seconds: float = 15.0
+    """A background response's lease: its replica renews it every third of this; once it runs out (the replica
+    stopped), any replica marks the response failed."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -107,6 +110,8 @@ class Settings:
             raise ConfigError(f"memory_limit_mb must be a positive integer (MiB), got {self.memory_limit_mb!r}.")
         if self.memory_wait_seconds < 0:
             raise ConfigError("memory_wait_seconds must be >= 0.")
+        if not self.response_lease_seconds > 0:
+            raise ConfigError("response_lease_seconds must be > 0.")
         if self.web_search_url and not self.web_search_url.startswith(("http://", "https://")):
             raise ConfigError(f"web_search_url must be an http:// or https:// URL, got {self.web_search_url!r}.")
 
