@@ -63,3 +63,17 @@ def test_db_upgrade_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["db", "upgrade", "--database-url", url]) == 0
     assert "revision 0003 (was 0001" in capsys.readouterr().out
     assert main(["keys", "list", "--database-url", url]) == 0
+
+
+async def test_the_migrated_schema_matches_the_tables(database: Database) -> None:
+    """0003's leases and usage uids (and everything before) are what tables.py declares."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from shoal.storage.tables import Base
+
+    def diff(conn: Connection) -> list[object]:
+        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+    async with database.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
