@@ -76,7 +76,7 @@ def test_a_cancel_sent_to_b_stops_the_run_on_a(replica) -> None:  # type: ignore
     with a.client() as ca, b.client() as cb:
         assert cb.responses.cancel(rid).status == "cancelled"
         took = wait_until(lambda: running_requests(a) == 0, LEASE + 3, "A stopped generating")
-        assert took < TICK + 2.0
+        assert took < TICK + 3.0  # next renewal, plus slack for a loaded machine
         time.sleep(2 * TICK)  # A's run has ended: a final write of its own would have landed by now
         assert ca.responses.retrieve(rid).status == "cancelled"
         assert cb.responses.retrieve(rid).status == "cancelled"
@@ -106,7 +106,7 @@ def test_the_run_of_a_killed_replica_is_failed_by_the_other_within_the_lease(rep
                           "B failed A's orphan")
         failed = cb.responses.retrieve(rid)
     # The lease ran out at most LEASE after A's last renewal, and B sweeps every TICK.
-    assert took <= LEASE + TICK + 1.0, took
+    assert took <= LEASE + TICK + 2.0, took  # slack for a loaded machine
     assert failed.error is not None and failed.error.code == "server_error"
     assert "stopped" in failed.error.message
     assert b.wait_for_log("marked 1 background response(s) failed")

@@ -292,7 +292,8 @@ class ResponsesService:
             raise InvalidRequestError("Only background responses can be cancelled.", param="response_id")
         run = self.runs.get(response_id)
         if run is not None and run.task is not None and not run.done:
-            run.task.cancel()
+            if not run.finishing:  # a cancel would cut its final write short: let it end as it ends
+                run.task.cancel()
             await asyncio.gather(run.task, return_exceptions=True)
             return run.turn.builder.response
         if stored.status in ACTIVE:
