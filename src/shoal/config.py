@@ -64,6 +64,10 @@ class Settings:
     """Memory shared by every local model (dedicated ones count, serverless ones are evicted to fit); unset = none."""
     memory_wait_seconds: float = 5.0
     """How long a serverless load waits for busy models to free memory before answering 503."""
+    first_byte_deadline: float = 60.0
+    """Seconds a streamed request may wait for its first byte across every failover attempt (then 504)."""
+    max_concurrency_per_key: int = 32
+    """Generations one key may have in flight (running or queued) at once; past it 429. 0 = no cap."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -105,6 +109,10 @@ class Settings:
                                                  or not isinstance(self.memory_limit_mb, int)
                                                  or self.memory_limit_mb < 1):
             raise ConfigError(f"memory_limit_mb must be a positive integer (MiB), got {self.memory_limit_mb!r}.")
+        if self.first_byte_deadline <= 0:
+            raise ConfigError("first_byte_deadline must be > 0 seconds.")
+        if self.max_concurrency_per_key < 0:
+            raise ConfigError("max_concurrency_per_key must be >= 0 (0: no cap).")
         if self.memory_wait_seconds < 0:
             raise ConfigError("memory_wait_seconds must be >= 0.")
         if self.web_search_url and not self.web_search_url.startswith(("http://", "https://")):
