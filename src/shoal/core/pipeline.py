@@ -31,8 +31,13 @@ log = logging.getLogger("shoal.requests")
 class PipelineHooks(Protocol):
     """Admission control and accounting around every generation (rate limits, budgets, metering)."""
 
-    async def admit(self, request: GenerationRequest, context: RequestContext, deployment: "Deployment") -> Any:
-        """Check limits before generation starts (raise 429 to refuse); returns a token for ``finish``."""
+    async def admit(self, request: GenerationRequest, context: RequestContext,
+                    candidates: Sequence["Deployment"]) -> Any:
+        """Check limits before generation starts (raise 429 to refuse); returns a token for ``finish``.
+
+        ``candidates`` are the deployments the request may be tried on, in order (reservations
+        must cover the most any of them could use).
+        """
         ...
 
     def finish(self, context: RequestContext, deployment: "Deployment", stats: "GenerationStats",
@@ -284,7 +289,7 @@ class Pipeline:
         context = context or RequestContext()
         plan = self.router.plan(request, context)
         first = plan.candidates[0]
-        token = await self.hooks.admit(request, context, first) if self.hooks is not None else None
+        token = await self.hooks.admit(request, context, plan.candidates) if self.hooks is not None else None
         tried: list[tuple[Deployment, GenerationStats]] = []
         try:
             generation = await self._failover(request, context, plan.candidates, tried)
