@@ -75,7 +75,7 @@ class Meter:
 
     async def admit(self, request: GenerationRequest, context: RequestContext,
                     candidates: Sequence[Deployment]) -> Ticket:
-        """Take an in-flight place, reserve tokens and the maximum cost; 429 if any is over.
+        """Reserve tokens and the maximum cost, take an in-flight place; 429 if any is over.
 
         ``candidates`` are every deployment the router may fail over to: the
         reservations cover the largest context and the highest price among them.
@@ -85,7 +85,6 @@ class Meter:
         if key is None:
             return ticket
         try:
-            ticket.lease = await self.concurrency.enter(key.id)
             if key.tpm:
                 ticket.tokens = await self.limiter.hold_tokens(key, self._tokens(request, ticket, key.tpm, candidates),
                                                                context.headers)
@@ -96,6 +95,8 @@ class Meter:
                 ticket.budget = await self.ledger.reserve(key, amount)
                 log.debug("key %s reserved $%.6f for up to %d output tokens of %s", key.id, amount,
                           max_output_tokens(request, card.context_length), card.id)
+            # Last: a request the limits above refuse never counts as in flight, even for a moment.
+            ticket.lease = await self.concurrency.enter(key.id)
         except BaseException:
             await self._release(ticket)
             raise
@@ -121,10 +122,10 @@ class Meter:
 
     async def _release(self, ticket: Ticket) -> None:
         """Undo what ``admit`` took before it refused (nothing was used)."""
+        if ticket.budget is not None:
+            await self.ledger.settle(ticket.budget, 0.0)
         if ticket.tokens is not None:
             await self.limiter.settle_tokens(ticket.tokens, 0)
-        if ticket.lease is not None:
-            await self.concurrency.leave(ticket.lease)
 
     async def _renew(self) -> None:
         """Extend the holds and leases of running generations, until none is left."""
