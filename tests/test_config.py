@@ -104,7 +104,8 @@ def test_ipv6_base_url() -> None:
     assert build_settings(host="::1", port=1).base_url == "http://[::1]:1/v1"
 
 
-@pytest.mark.parametrize("overrides", [{"parallel": 0}, {"ctx_per_slot": 100}, {"max_queue": -1}, {"models": ""}])
+@pytest.mark.parametrize("overrides", [{"parallel": 0}, {"ctx_per_slot": 100}, {"max_queue": -1}, {"models": ""},
+                                       {"first_byte_deadline": 0}, {"max_concurrency_per_key": -1}])
 def test_impossible_values(overrides: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         build_settings(**overrides)
@@ -125,3 +126,17 @@ def test_wrongly_typed_value_is_a_config_error(tmp_path: Path) -> None:
     from shoal.auth.keys import StaticKeys
 
     StaticKeys(settings.api_keys).check("Bearer 123456")  # or it must at least work as the string key
+
+
+def test_limits_from_file_and_flags(tmp_path: Path) -> None:
+    import argparse
+
+    from shoal import cli
+
+    s = build_settings(write(tmp_path, "first_byte_deadline: 20\nmax_concurrency_per_key: 4\n"))
+    assert (s.first_byte_deadline, s.max_concurrency_per_key) == (20.0, 4)
+    assert (Settings().first_byte_deadline, Settings().max_concurrency_per_key) == (60.0, 32)
+    parser = argparse.ArgumentParser()
+    cli._serve_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--first-byte-deadline", "7.5", "--max-concurrency-per-key", "0"])
+    assert (args.first_byte_deadline, args.max_concurrency_per_key) == (7.5, 0)

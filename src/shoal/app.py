@@ -117,7 +117,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         app.state.metrics = metrics
         try:
             pipeline = Pipeline(deployments, prime_timeout=settings.prime_timeout, hooks=tenancy.meter,
-                                routers=router_specs(settings), retries=settings.retries, observer=metrics)
+                                routers=router_specs(settings), retries=settings.retries,
+                                deadline=settings.first_byte_deadline, observer=metrics)
         except BaseException:
             for backend in backends:
                 await backend.aclose()

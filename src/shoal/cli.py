@@ -41,6 +41,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                                          "(prefer SHOAL_ADMIN_TOKEN: flags show in ps)")
     p.add_argument("--redis-url", help="Redis for rate limits and budgets shared by replicas "
                                        "(default: in-process; or SHOAL_REDIS_URL)")
+    p.add_argument("--first-byte-deadline", type=float, metavar="SECONDS",
+                   help="longest wait for a streamed answer's first byte across failover, then 504 (default 60)")
+    p.add_argument("--max-concurrency-per-key", type=int, metavar="N",
+                   help="generations one key may have running or queued at once, then 429 (default 32; 0: no cap)")
     p.add_argument("--web-search-url", help="SearxNG-compatible JSON search endpoint for the built-in web_search "
                                             "tool (or SHOAL_WEB_SEARCH_URL; default: tool off)")
 
@@ -80,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
             ctx_per_slot=args.ctx_per_slot, threads=args.threads, max_queue=args.max_queue,
             max_body_bytes=args.max_body_bytes, log_level=args.log_level, access_log=args.access_log,
             admin_token=args.admin_token, redis_url=args.redis_url, web_search_url=args.web_search_url,
+            first_byte_deadline=args.first_byte_deadline, max_concurrency_per_key=args.max_concurrency_per_key,
         )
     except ConfigError as exc:
         print(f"shoal: {exc}", file=sys.stderr)

@@ -67,6 +67,10 @@ class Settings:
     response_lease_seconds: float = 15.0
     """A background response's lease: its replica renews it every third of this; once it runs out (the replica
     stopped), any replica marks the response failed."""
+    first_byte_deadline: float = 60.0
+    """Seconds a streamed request may wait for its first byte across every failover attempt (then 504)."""
+    max_concurrency_per_key: int = 32
+    """Generations one key may have in flight (running or queued) at once; past it 429. 0 = no cap."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -108,6 +112,10 @@ class Settings:
                                                  or not isinstance(self.memory_limit_mb, int)
                                                  or self.memory_limit_mb < 1):
             raise ConfigError(f"memory_limit_mb must be a positive integer (MiB), got {self.memory_limit_mb!r}.")
+        if self.first_byte_deadline <= 0:
+            raise ConfigError("first_byte_deadline must be > 0 seconds.")
+        if self.max_concurrency_per_key < 0:
+            raise ConfigError("max_concurrency_per_key must be >= 0 (0: no cap).")
         if self.memory_wait_seconds < 0:
             raise ConfigError("memory_wait_seconds must be >= 0.")
         if not self.response_lease_seconds > 0:

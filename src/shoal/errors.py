@@ -135,6 +135,14 @@ class BackendError(ShoalError):
     default_code = "backend_error"
 
 
+class GatewayTimeoutError(ShoalError):
+    """504: no deployment started answering within the request's deadline."""
+
+    status_code = 504
+    error_type = "server_error"
+    default_code = "upstream_timeout"
+
+
 def error_response(exc: ShoalError) -> JSONResponse:
     """Render a :class:`ShoalError` as its JSON response."""
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=exc.headers)
