@@ -93,7 +93,9 @@ def serve(args: argparse.Namespace) -> int:
     if settings.log_level != "debug":
         # Alembic narrates every schema check; Shoal logs the one line that matters itself.
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from shoal.storage.db import private_dir
+
+    private_dir(settings.data_dir)  # it holds the database and the node id: the owner's only
 
     def on_ready(services: Services) -> None:
         # Everything built so far (modules, schemas, the catalog) lives as long as the server.
@@ -138,12 +140,12 @@ def db(args: argparse.Namespace) -> int:
     import asyncio
 
     from shoal.config import default_data_dir
-    from shoal.storage.db import Database, default_url
+    from shoal.storage.db import Database, default_url, private_dir
 
     data_dir = args.data_dir or default_data_dir()
     url = args.database_url or os.environ.get("SHOAL_DATABASE_URL") or default_url(data_dir)
     if url.startswith("sqlite"):
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
 
     async def run() -> int:
         database = Database(url)
