@@ -11,6 +11,8 @@ import platformdirs
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MIN_STATIC_KEY_LENGTH = 16
+"""Shortest static API key accepted: a short key is guessed, or brute-forced, too easily."""
 
 
 class ConfigError(Exception):
@@ -85,6 +87,14 @@ class Settings:
                 f"Refusing to listen on {self.host} with auth off: no API keys are set. "
                 "Pass --api-key KEY (or SHOAL_API_KEYS), set --admin-token (or SHOAL_ADMIN_TOKEN) to use "
                 "managed keys, or listen on 127.0.0.1."
+            )
+        short = [key for key in self.api_keys if len(key) < MIN_STATIC_KEY_LENGTH]
+        if short:
+            # Name the key by its length and start only: the message is printed, the key is a secret.
+            raise ConfigError(
+                f"{len(short)} static API key(s) shorter than {MIN_STATIC_KEY_LENGTH} characters "
+                f"(the first has {len(short[0])}). Use long random keys, e.g. "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`."
             )
         if self.admin_token is not None and (not isinstance(self.admin_token, str) or not self.admin_token.strip()
                                              or self.admin_token in self.api_keys):
