@@ -183,5 +183,5 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     app.edge = {"limit": settings.max_body_bytes, "direct": {
         ("POST", "/v1/chat/completions"): create_chat_completion,
         ("POST", "/v1/responses"): create_response,
-    }}
+    }, "loopback_only": not settings.auth_enabled}
     return app
