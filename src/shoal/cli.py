@@ -30,6 +30,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--database-url", help="database URL (default: SQLite file in the data dir; or SHOAL_DATABASE_URL, "
                                          "e.g. postgresql://host/db)")
     p.add_argument("--keepalive-seconds", type=float, help="SSE keep-alive comment interval (default 15)")
+    p.add_argument("--write-timeout-seconds", type=float,
+                   help="drop a stream whose client has read nothing for this long, freeing its slot (default 30)")
     p.add_argument("--parallel", type=int, help="parallel slots per local model (default 4)")
     p.add_argument("--ctx-per-slot", type=int, help="context tokens per slot (default 4096)")
     p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: all cores)")
@@ -76,7 +78,8 @@ def serve(args: argparse.Namespace) -> int:
         settings = build_settings(
             args.config, host=args.host, port=args.port, models=args.models, api_keys=keys or None,
             data_dir=args.data_dir, model_cache=args.model_cache, database_url=args.database_url,
-            keepalive_seconds=args.keepalive_seconds, parallel=args.parallel,
+            keepalive_seconds=args.keepalive_seconds, write_timeout_seconds=args.write_timeout_seconds,
+            parallel=args.parallel,
             ctx_per_slot=args.ctx_per_slot, threads=args.threads, max_queue=args.max_queue,
             max_body_bytes=args.max_body_bytes, log_level=args.log_level, access_log=args.access_log,
             admin_token=args.admin_token, redis_url=args.redis_url, web_search_url=args.web_search_url,

@@ -42,6 +42,9 @@ class Settings:
     max_queue: int = 64
     max_body_bytes: int = 16 * 1024 * 1024
     keepalive_seconds: float = 15.0
+    write_timeout_seconds: float = 30.0
+    """How long one write of a stream may wait for a client that reads nothing before the stream is
+    dropped and its slot freed."""
     prime_timeout: float = 10.0
     log_level: str = "info"
     access_log: bool = False
@@ -99,6 +102,8 @@ class Settings:
         if self.admin_token is not None and (not isinstance(self.admin_token, str) or not self.admin_token.strip()
                                              or self.admin_token in self.api_keys):
             raise ConfigError("admin_token must be a non-empty string and must not also be an API key.")
+        if not self.write_timeout_seconds > 0:
+            raise ConfigError("write_timeout_seconds must be > 0.")
         if self.key_cache_seconds < 0:
             raise ConfigError("key_cache_seconds must be >= 0.")
         from shoal.usage.pricing import parse_prices
