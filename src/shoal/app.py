@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 from shoal.api import admin, chat, models, responses
 from shoal.api.chat.router import create_chat_completion
 from shoal.api.edge import Edge
+from shoal.api.openapi import build_openapi
 from shoal.api.responses.router import create_response
 from shoal.api.responses.service import ResponsesService
 from shoal.auth.keys import StaticKeys
@@ -63,6 +64,12 @@ class ShoalAPI(FastAPI):
         """FastAPI's stack, behind the edge."""
         stack = super().build_middleware_stack()
         return stack if self.edge is None else Edge(stack, **self.edge)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document plus the directly called generation routes (built once)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = build_openapi(self)
+        return self.openapi_schema
 
 
 def node_id(data_dir: Path) -> str:
