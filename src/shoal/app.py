@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from shoal.api import admin, chat, models, responses
 from shoal.api.chat.router import create_chat_completion
 from shoal.api.edge import Edge
+from shoal.api.openapi import build_openapi
 from shoal.api.responses.router import create_response
 from shoal.api.responses.service import ResponsesService
 from shoal.auth.keys import StaticKeys
@@ -64,6 +65,12 @@ class ShoalAPI(FastAPI):
         """FastAPI's stack, behind the edge."""
         stack = super().build_middleware_stack()
         return stack if self.edge is None else Edge(stack, **self.edge)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document plus the directly called generation routes (built once)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = build_openapi(self)
+        return self.openapi_schema
 
 
 def instance_id() -> str:
@@ -179,5 +186,5 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     app.edge = {"limit": settings.max_body_bytes, "direct": {
         ("POST", "/v1/chat/completions"): create_chat_completion,
         ("POST", "/v1/responses"): create_response,
-    }}
+    }, "loopback_only": not settings.auth_enabled}
     return app

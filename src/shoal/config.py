@@ -11,6 +11,8 @@ import platformdirs
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MIN_STATIC_KEY_LENGTH = 16
+"""Shortest static API key accepted: a short key is guessed, or brute-forced, too easily."""
 
 
 class ConfigError(Exception):
@@ -40,6 +42,9 @@ class Settings:
     max_queue: int = 64
     max_body_bytes: int = 16 * 1024 * 1024
     keepalive_seconds: float = 15.0
+    write_timeout_seconds: float = 30.0
+    """How long one write of a stream may wait for a client that reads nothing before the stream is
+    dropped and its slot freed."""
     prime_timeout: float = 10.0
     log_level: str = "info"
     access_log: bool = False
@@ -93,9 +98,19 @@ class Settings:
                 "Pass --api-key KEY (or SHOAL_API_KEYS), set --admin-token (or SHOAL_ADMIN_TOKEN) to use "
                 "managed keys, or listen on 127.0.0.1."
             )
+        short = [key for key in self.api_keys if len(key) < MIN_STATIC_KEY_LENGTH]
+        if short:
+            # Name the key by its length and start only: the message is printed, the key is a secret.
+            raise ConfigError(
+                f"{len(short)} static API key(s) shorter than {MIN_STATIC_KEY_LENGTH} characters "
+                f"(the first has {len(short[0])}). Use long random keys, e.g. "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+            )
         if self.admin_token is not None and (not isinstance(self.admin_token, str) or not self.admin_token.strip()
                                              or self.admin_token in self.api_keys):
             raise ConfigError("admin_token must be a non-empty string and must not also be an API key.")
+        if not self.write_timeout_seconds > 0:
+            raise ConfigError("write_timeout_seconds must be > 0.")
         if self.key_cache_seconds < 0:
             raise ConfigError("key_cache_seconds must be >= 0.")
         from shoal.usage.pricing import parse_prices

@@ -134,8 +134,8 @@ def test_tool_loop_stateless_and_stateful(client: openai.OpenAI) -> None:
 
 
 def test_keys_isolate_stored_responses(server_factory: ServerFactory) -> None:
-    srv = server_factory("--api-key", "key-alpha", "--api-key", "key-beta", "--parallel", "2")
-    with srv.client("key-alpha") as alpha, srv.client("key-beta") as beta:
+    srv = server_factory("--api-key", "key-alpha-0123456789", "--api-key", "key-beta-01234567890", "--parallel", "2")
+    with srv.client("key-alpha-0123456789") as alpha, srv.client("key-beta-01234567890") as beta:
         resp = alpha.responses.create(model=MODEL_ID, input="secret", max_output_tokens=2)
         assert alpha.responses.retrieve(resp.id).id == resp.id
         with pytest.raises(openai.NotFoundError):
