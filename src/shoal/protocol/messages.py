@@ -126,9 +126,13 @@ Content = Annotated[
 
 
 class MessageParam(_Block):
-    """One turn of ``messages``."""
+    """One turn of ``messages``.
 
-    role: Literal["user", "assistant"]
+    A ``system`` turn (instructions in the middle of a conversation: Claude Code sends
+    them, under the ``mid-conversation-system`` beta) holds text only.
+    """
+
+    role: Literal["user", "assistant", "system"]
     content: Content
 
     @model_validator(mode="after")
@@ -136,6 +140,8 @@ class MessageParam(_Block):
         if isinstance(self.content, str):
             return self
         for block in self.content:
+            if self.role == "system" and not isinstance(block, TextBlock):
+                raise ValueError(f"system messages hold only text blocks, not '{block.type}'")
             if self.role == "user" and isinstance(block, (ToolUseBlock, ThinkingBlock, RedactedThinkingBlock)):
                 raise ValueError(f"'{block.type}' blocks are only allowed in assistant messages")
             if self.role == "assistant" and isinstance(block, (ToolResultBlock, ImageBlock)):
@@ -200,7 +206,22 @@ ThinkingParam = Annotated[Union[ThinkingEnabled, ThinkingDisabled, ThinkingAdapt
 class MetadataParam(_Block):
     """``metadata``: only ``user_id`` (an opaque caller id, kept as the request's user)."""
 
-    user_id: Annotated[str, Field(max_length=256)] | None = None
+    user_id: str | None = None
+
+
+class OutputFormat(_Block):
+    """``output_config.format``: the answer must be JSON valid against ``schema`` (structured outputs)."""
+
+    type: Literal["json_schema"]
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+
+class OutputConfig(_Block):
+    """``output_config``: how hard the model should think (``effort``), and the answer's ``format``."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    effort: Literal["low", "medium", "high", "max"] | None = None
+    format: OutputFormat | None = None
 
 
 class SystemText(_Block):
@@ -219,6 +240,7 @@ class CountTokensRequest(WireModel):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingParam | None = None
+    output_config: OutputConfig | None = None
 
     def system_text(self) -> str:
         """``system`` as one string (its text blocks joined)."""

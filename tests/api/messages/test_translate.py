@@ -117,6 +117,44 @@ def test_thinking_budget_must_be_below_max_tokens() -> None:
     assert info.value.param == "max_tokens"
 
 
+@pytest.mark.parametrize(("effort", "core"), [("low", "low"), ("high", "high"), ("max", "xhigh")])
+def test_output_config_effort_is_the_reasoning_effort(effort: str, core: str) -> None:
+    req = to_generation(request(thinking={"type": "adaptive"}, output_config={"effort": effort}))
+    assert req.reasoning_effort == core
+
+
+def test_output_config_format_is_a_json_schema() -> None:
+    schema = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
+    fmt = to_generation(request(output_config={"format": {"type": "json_schema", "schema": schema}})).response_format
+    assert fmt is not None and (fmt.type, fmt.schema, fmt.strict) == ("json_schema", schema, True)
+    with pytest.raises(InvalidRequestError) as info:
+        to_generation(request(output_config={"format": {"type": "json_schema", "schema": {"type": 7}}}))
+    assert info.value.param == "output_config.format.schema"
+
+
+def test_claude_code_request_shape() -> None:
+    """What Claude Code 2.1 sends (seen on the wire): system blocks with cache_control, a system turn in the
+    middle of the conversation, adaptive thinking with an effort, a JSON user id and fields Shoal ignores."""
+    body = request(
+        model="claude-opus-4-8", max_tokens=64000, stream=True,
+        system=[{"type": "text", "text": "You are Claude Code."},
+                {"type": "text", "text": "Be careful.", "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": [{"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
+                                               {"type": "text", "text": "Say hi",
+                                                "cache_control": {"type": "ephemeral"}}]},
+                  {"role": "system", "content": "Available agent types: ..."}],
+        tools=[{**TOOL, "name": "Bash"}],
+        metadata={"user_id": '{"device_id":"' + "d" * 64 + '","account_uuid":"","session_id":"s"}'},
+        thinking={"type": "adaptive"}, output_config={"effort": "high"},
+        context_management={"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]})
+    req = to_generation(body)
+    assert [m.role for m in req.messages] == ["system", "user", "system"]
+    assert req.messages[0].content == "You are Claude Code.\nBe careful."
+    assert req.messages[2].content == "Available agent types: ..."
+    assert req.reasoning_effort == "high" and req.sampling.max_tokens == 64000
+    assert body.ignored_fields() == ["context_management"]
+
+
 def test_count_tokens_request_has_no_sampling() -> None:
     body = CountTokensRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "hi"}],
                                               "tools": [TOOL]})
@@ -129,7 +167,10 @@ def test_count_tokens_request_has_no_sampling() -> None:
     {"max_tokens": 0},
     {"temperature": 1.5},
     {"messages": []},
-    {"messages": [{"role": "system", "content": "x"}]},
+    {"messages": [{"role": "tool", "content": "x"}]},
+    {"messages": [{"role": "system", "content": [{"type": "image", "source": {"type": "url",
+                                                                              "url": "https://a.test/x.png"}}]}]},
+    {"output_config": {"effort": "extreme"}},
     {"messages": [{"role": "user", "content": [{"type": "tool_use", "id": "a", "name": "f", "input": {}}]}]},
     {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64",
                                                                              "media_type": "image/bmp",

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 
-from shoal.api.formats import check_tool_choice, check_tools
+from shoal.api.formats import check_tool_choice, check_tools, json_schema_format
 from shoal.core.types import (
     ContentPart,
     GenerationRequest,
     ImageInput,
     Message,
     NamedTool,
+    ResponseFormat,
     SamplingParams,
     ToolCall,
     ToolChoice,
@@ -44,13 +45,22 @@ The inverse of the Anthropic backend's effort → budget table, so a request rel
 to an Anthropic upstream keeps about the budget it asked for."""
 
 
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "xhigh"}
+"""``output_config.effort`` as a reasoning effort."""
+
+
 def reasoning_effort(body: CountTokensRequest) -> str | None:
-    """``thinking`` as a reasoning effort: its budget's band, ``none`` when disabled, else the model's default."""
+    """How much the model should reason.
+
+    ``thinking`` disabled is ``none``; enabled, its budget's band; otherwise (adaptive or
+    absent) ``output_config.effort`` if given, else the model's default.
+    """
     thinking = body.thinking
     if isinstance(thinking, ThinkingDisabled):
         return "none"
     if not isinstance(thinking, ThinkingEnabled):
-        return None
+        effort = body.output_config.effort if body.output_config else None
+        return EFFORTS[effort] if effort else None
     for bound, effort in EFFORT_BUDGETS:
         if thinking.budget_tokens < bound:
             return effort
@@ -73,6 +83,8 @@ def to_messages(turn: MessageParam) -> list[Message]:
     """One wire turn as core messages (several when a user turn carries tool results)."""
     if isinstance(turn.content, str):
         return [Message(turn.role, turn.content)]
+    if turn.role == "system":
+        return [Message("system", "".join(b.text for b in turn.content if isinstance(b, TextBlock)))]
     if turn.role == "assistant":
         texts: list[str] = []
         thinking: list[str] = []
@@ -116,6 +128,14 @@ def tool_choice(body: CountTokensRequest, tools: tuple[ToolSpec, ...]) -> tuple[
     return check_tool_choice(choice, tools), not wire.disable_parallel_tool_use
 
 
+def response_format(body: CountTokensRequest) -> ResponseFormat | None:
+    """``output_config.format`` as a checked ``json_schema`` response format (400 naming a bad schema)."""
+    fmt = body.output_config.format if body.output_config else None
+    if fmt is None:
+        return None
+    return json_schema_format("output", fmt.json_schema, True, None, "output_config.format.schema")
+
+
 def to_generation(body: CountTokensRequest) -> GenerationRequest:
     """The engine-neutral request for ``body`` (a count_tokens body gets no sampling settings)."""
     tools = tuple(ToolSpec(t.name, t.description, t.input_schema) for t in body.tools or ())
@@ -146,6 +166,7 @@ def to_generation(body: CountTokensRequest) -> GenerationRequest:
         tool_choice=choice,
         parallel_tool_calls=parallel,
         user=user,
+        response_format=response_format(body),
         reasoning_effort=reasoning_effort(body),
         stream=stream,
     )
