@@ -16,9 +16,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from shoal.api import admin, chat, models, responses
+from shoal.api import admin, chat, messages, models, responses
 from shoal.api.chat.router import create_chat_completion
 from shoal.api.edge import Edge
+from shoal.api.messages.router import count_message_tokens, create_message
 from shoal.api.openapi import build_openapi
 from shoal.api.responses.router import create_response
 from shoal.api.responses.service import ResponsesService
@@ -157,6 +158,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     # The generation endpoints first: routes are matched in order.
     app.include_router(chat.router)
     app.include_router(responses.router)
+    app.include_router(messages.router)
     app.include_router(models.router)
     app.include_router(admin.router)
 
@@ -186,5 +188,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     app.edge = {"limit": settings.max_body_bytes, "direct": {
         ("POST", "/v1/chat/completions"): create_chat_completion,
         ("POST", "/v1/responses"): create_response,
+        ("POST", "/v1/messages"): create_message,
+        ("POST", "/v1/messages/count_tokens"): count_message_tokens,
     }, "loopback_only": not settings.auth_enabled}
     return app
