@@ -28,6 +28,15 @@ def machine() -> dict[str, Any]:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def _budget(stack: Stack, parallel: int) -> dict[str, Any]:
+    try:
+        result = run_budget(stack, parallel=parallel)
+    except Exception as exc:  # noqa: BLE001 - the report says what failed
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"budget ({result['limits_store']}): {result}", flush=True)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--short", action="store_true", help="N=10 per case and a 2,000-request soak")
@@ -60,13 +69,16 @@ def main() -> int:
                 results["matrix"][case] = r
                 print(f"{case}: " + (r.get("error") or f"ok {r['ok']}/{n} lost {r['lost']} truncated "
                                      f"{r['truncated']} stuck {r['stuck']} {r['statuses']}"), flush=True)
-            try:
-                results["budget"] = run_budget(stack, parallel=args.budget_parallel)
-                print(f"budget: {results['budget']}", flush=True)
-            except Exception as exc:  # noqa: BLE001
-                results["budget"] = {"error": f"{type(exc).__name__}: {exc}"}
+            results["budget"] = {"redis": _budget(stack, args.budget_parallel)}
         finally:
             stack.close()
+        # The in-process ledger is the other implementation: the same race on a server without Redis.
+        local = Stack(Path(tmp) / "in-process", timeouts=timeouts, redis=False)
+        try:
+            local.start()
+            results["budget"]["in-process"] = _budget(local, args.budget_parallel)
+        finally:
+            local.close()
     if soak:
         try:
             results["soak"] = run_soak(soak)

@@ -98,6 +98,10 @@ def render(results: dict[str, Any], docs: Path = DOCS) -> str:
         trunc = f"**{r['truncated']}**" if r["truncated"] else "0"
         stuck = f"**{r['stuck']}**" if r["stuck"] else "0"
         out.append(f"| {CASE_TEXT[case]} | {r['ok']}/{r['n']} | {lost} | {trunc} | {stuck} | {_hist(r['statuses'])} |")
+    failing = [c for c in CASES if c in results["matrix"] and "error" not in results["matrix"][c]
+               and (results["matrix"][c]["lost"] or results["matrix"][c]["truncated"] or results["matrix"][c]["stuck"])]
+    out += ["", "**Cases with anything lost, truncated or stuck: " + (", ".join(f"`{c}`" for c in failing) or "none")
+            + ".**"]
     out += ["", "Status keys: an HTTP status; `stream-error` an error event after a 200; `failed` "
             "`response.failed` or a background response that failed; `cut` the connection broke mid-answer; "
             "`conn-error` no connection.", "", "Details per case (usage rows by status; what happened):", ""]
@@ -114,18 +118,25 @@ def render(results: dict[str, Any], docs: Path = DOCS) -> str:
         out.append(f"- `{case}`: usage rows {_hist(r['usage_rows']) or 'none'}"
                    + (f"; {events}" if events else "") + (f"; {'; '.join(extra)}" if extra else ""))
     out += ["", "## Budget overshoot", ""]
-    b = results.get("budget")
-    if b and "error" not in b:
+    budgets = {store: b for store, b in (results.get("budget") or {}).items() if "error" not in b}
+    if budgets:
+        b = next(iter(budgets.values()))
         out += [f"{b['parallel']} chat completions at once (`max_tokens` {b['max_tokens']}) against a key made by "
-                f"`shoal keys create --budget {b['budget_usd']}` (limits in {b['limits_store']}); every request "
-                f"reserves ${b['reservation_usd']:.6f}, so {b['reservations_within_budget']} reservations fit.", "",
-                "| admitted | refused (429) | admitted beyond the budget | reserved beyond | spend (usage rows) "
-                "| spend beyond the budget |", "|---:|---:|---:|---:|---:|---:|",
-                f"| {b['admitted']} | {b['refused']} | {b['admitted_beyond_budget']} | "
-                f"${b['reserved_beyond_budget_usd']:.6f} | ${b['spend_usd']:.6f} | "
-                f"${b['spend_beyond_budget_usd']:.6f} |", "", f"Statuses: {_hist(b['statuses'])}.", ""]
-    else:
-        out += [f"Not measured in this run{': ' + b['error'] if b else ''}.", ""]
+                f"`shoal keys create --budget {b['budget_usd']}`; the upstream answers in about a second, so all "
+                f"are in flight before the first settles. Each request reserves ${b['reservation_usd']:.6f}, so "
+                f"{b['reservations_within_budget']} reservations fit in the budget.", "",
+                "| limits store | admitted | refused (429) | admitted beyond the budget | reserved beyond "
+                "| spend (usage rows) | spend beyond the budget |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for store, b in budgets.items():
+            out.append(f"| {store} | {b['admitted']} | {b['refused']} | {b['admitted_beyond_budget']} | "
+                       f"${b['reserved_beyond_budget_usd']:.6f} | ${b['spend_usd']:.6f} | "
+                       f"${b['spend_beyond_budget_usd']:.6f} |")
+        out.append("")
+    for store, b in (results.get("budget") or {}).items():
+        if "error" in b:
+            out += [f"Not measured with the {store} ledger: {b['error']}.", ""]
+    if not results.get("budget"):
+        out += ["Not measured in this run.", ""]
     out += ["## API fuzzing", ""] + _fuzz_section(docs)
     out += ["## Grammar stall", ""] + _grammar_section(docs)
     out += ["## Memory over a 10,000-request soak", ""]

@@ -1,55 +1,19 @@
-"""The reliability suite's short run: every fault case of the matrix with a small N against a real ``shoal serve``.
+"""The reliability harness itself: the request classifier (against the fault upstream, no Shoal) and the report.
 
-Each case must lose nothing (every success has its usage row and stored response),
-truncate nothing (no stream ends like a success without its finish) and leave
-nothing stuck. ``python -m benchmarks.reliability`` runs the same functions with
-N = 50 and writes docs/reliability.md.
+The fault matrix against a real ``shoal serve`` is tests/e2e/test_reliability.py.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchmarks.reliability.calls import call, client
 from benchmarks.reliability.loop import LoopThread
-from benchmarks.reliability.matrix import CASES, run_fault
 from benchmarks.reliability.report import render
-from benchmarks.reliability.stack import PG_URL, REDIS_URL, Stack
 from benchmarks.reliability.upstream import MODEL, FaultUpstream
-from tests.services import require
-
-N = 10
-CONCURRENCY = 5
-OUTAGE_S = 3.0
-DEADLINE_S = 15.0
-"""Above the longest answer the deployment's timeouts allow (two whole-answer attempts of 5 s and a backoff)."""
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """PostgreSQL and Redis behind proxies, the fault upstream and ``shoal serve``, for the whole module."""
-    require(PG_URL, "PostgreSQL")
-    require(REDIS_URL, "Redis")
-    running = Stack(tmp_path_factory.mktemp("reliability")).start()
-    try:
-        yield running
-    finally:
-        running.close()
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("case", CASES)
-def test_fault_loses_truncates_and_sticks_nothing(stack: Stack, case: str) -> None:
-    result = run_fault(stack, case, N, concurrency=CONCURRENCY, deadline=DEADLINE_S, outage=OUTAGE_S)
-    figures = json.dumps({k: result[k] for k in ("ok", "lost", "lost_usage_rows", "lost_stored", "truncated",
-                                                 "stuck", "statuses", "by_kind", "usage_rows", "events",
-                                                 "truncated_examples")}, indent=1)
-    assert result["ok"] > 0, f"{case}: nothing succeeded, so nothing was measured:\n{figures}"
-    assert (result["lost"], result["truncated"], result["stuck"]) == (0, 0, 0), f"{case}:\n{figures}"
 
 
 def test_report_says_what_was_not_measured(tmp_path: Path) -> None:
@@ -58,9 +22,18 @@ def test_report_says_what_was_not_measured(tmp_path: Path) -> None:
                "matrix": {"upstream-500": {"case": "upstream-500", "n": 2, "ok": 1, "lost": 1, "lost_usage_rows": 1,
                                            "lost_stored": 0, "truncated": 0, "stuck": 0, "stuck_requests": 0,
                                            "stuck_stored": 0, "statuses": {"200": 1, "502": 1},
-                                           "usage_rows": {"completed": 0}, "events": []}}}
+                                           "usage_rows": {"completed": 0}, "events": []}},
+               "budget": {"redis": {"parallel": 50, "budget_usd": 0.01, "max_tokens": 16, "reservation_usd": 0.0033,
+                                    "reservations_within_budget": 3, "admitted": 4, "refused": 46,
+                                    "admitted_beyond_budget": 1, "reserved_beyond_budget_usd": 0.0032,
+                                    "spend_usd": 0.00188, "spend_beyond_budget_usd": 0.0},
+                          "in-process": {"error": "RuntimeError: no database"}}}
     text = render(results, tmp_path)
     assert "| upstream answers 500 (every 2nd upstream request) | 1/2 | **1** | 0 | 0 | 200: 1, 502: 1 |" in text
+    assert "**Cases with anything lost, truncated or stuck: `upstream-500`.**" in text
+    assert "| redis | 4 | 46 | 1 | $0.003200 | $0.001880 | $0.000000 |" in text
+    assert "Not measured with the in-process ledger: RuntimeError: no database." in text
+    assert "Memory over a 10,000-request soak\n\nNot measured in this run." in text
     assert "API fuzzing\n\nNot yet measured" in text
     assert "Grammar stall\n\nNot yet measured" in text
     (tmp_path / "benchmarks").mkdir()
