@@ -23,6 +23,7 @@ pytestmark = pytest.mark.e2e
 N = 10
 CONCURRENCY = 5
 OUTAGE_S = 3.0
+PATIENCE_S = 5.0
 DEADLINE_S = 15.0
 """Above the longest answer the deployment's timeouts allow (two whole-answer attempts of 5 s and a backoff)."""
 
@@ -41,7 +42,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.mark.parametrize("case", CASES)
 def test_fault_loses_truncates_and_sticks_nothing(stack: Stack, case: str) -> None:
-    result = run_fault(stack, case, N, concurrency=CONCURRENCY, deadline=DEADLINE_S, outage=OUTAGE_S)
+    result = run_fault(stack, case, N, concurrency=CONCURRENCY, deadline=DEADLINE_S, outage=OUTAGE_S,
+                       patience=PATIENCE_S)
     figures = json.dumps({k: result[k] for k in ("ok", "lost", "lost_usage_rows", "lost_stored", "truncated",
                                                  "stuck", "statuses", "by_kind", "usage_rows", "events",
                                                  "truncated_examples")}, indent=1)
