@@ -68,7 +68,9 @@ def run_budget(stack: Stack, *, parallel: int = 50, budget: float = 0.01, max_to
                                         max_tokens=max_tokens)
             return "200"
         except openai.APIStatusError as exc:
-            return str(exc.status_code)
+            body = exc.body if isinstance(exc.body, dict) else {}
+            code = (body.get("error", body) if isinstance(body, dict) else {}).get("code")
+            return f"{exc.status_code} {code}" if code else str(exc.status_code)
         except openai.APIError as exc:
             return type(exc).__name__
 
@@ -91,7 +93,8 @@ def run_budget(stack: Stack, *, parallel: int = 50, budget: float = 0.01, max_to
         "parallel": parallel, "budget_usd": budget, "max_tokens": max_tokens, "seconds": elapsed,
         "limits_store": "redis" if stack.use_redis else "in-process",
         "statuses": dict(sorted(statuses.items())), "admitted": admitted,
-        "refused": statuses.get("429", 0), "reservation_usd": round(reserve, 6),
+        "refused": sum(c for s, c in statuses.items() if s.startswith("429")),
+        "refused_for_budget": statuses.get("429 insufficient_quota", 0), "reservation_usd": round(reserve, 6),
         "reservations_within_budget": fits, "admitted_beyond_budget": max(0, admitted - fits),
         "reserved_usd": round(admitted * reserve, 6),
         "reserved_beyond_budget_usd": round(max(0.0, admitted * reserve - budget), 6),

@@ -132,6 +132,9 @@ def render(results: dict[str, Any], docs: Path = DOCS) -> str:
                        f"${b['reserved_beyond_budget_usd']:.6f} | ${b['spend_usd']:.6f} | "
                        f"${b['spend_beyond_budget_usd']:.6f} |")
         out.append("")
+        for store, b in budgets.items():
+            out.append(f"- {store}: statuses {_hist(b['statuses'])}")
+        out.append("")
     for store, b in (results.get("budget") or {}).items():
         if "error" in b:
             out += [f"Not measured with the {store} ledger: {b['error']}.", ""]

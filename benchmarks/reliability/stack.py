@@ -34,6 +34,9 @@ MODELS = ("upstream-500", "upstream-429", "upstream-hang", "upstream-reset", "up
 PRICES = {"input": 10.0, "output": 30.0}
 """USD per million tokens: high, so that a budget of cents is used up by a few requests."""
 ADMIN_TOKEN = "reliability-admin-" + "x" * 16
+LEASE_SECONDS = 8.0
+"""Background-response lease, where this Shoal has one: a crashed server's responses are failed within
+about 11 s (lease + a third), inside the matrix's 15 s deadline, and an outage of 5 s does not expire it."""
 START_TIMEOUT_S = 60.0
 
 
@@ -181,7 +184,8 @@ class Stack:
     def config_text(self) -> str:
         """The catalog: per use a model ``m-<use>`` with one ``type: openai`` deployment on the fault upstream."""
         t = self.timeouts
-        lines = ["models:"]
+        lines = [f"response_lease_seconds: {LEASE_SECONDS}"] if _has_setting("response_lease_seconds") else []
+        lines.append("models:")
         for use in MODELS:
             lines += [f"  - id: {model_id(use)}", "    context_length: 8192",
                       f"    pricing: {{input: {PRICES['input']}, output: {PRICES['output']}}}",
@@ -277,6 +281,15 @@ class Stack:
         if status != 201:
             raise RuntimeError(f"could not create key {name}: {status} {key}")
         return key["id"], key["key"]
+
+
+def _has_setting(name: str) -> bool:
+    """Whether this checkout's ``shoal serve`` knows the setting (the suite runs on older code too)."""
+    from dataclasses import fields
+
+    from shoal.config import Settings
+
+    return name in {f.name for f in fields(Settings)}
 
 
 def _host_port(url: str, default: int) -> tuple[str, int]:

@@ -26,12 +26,14 @@ def test_report_says_what_was_not_measured(tmp_path: Path) -> None:
                "budget": {"redis": {"parallel": 50, "budget_usd": 0.01, "max_tokens": 16, "reservation_usd": 0.0033,
                                     "reservations_within_budget": 3, "admitted": 4, "refused": 46,
                                     "admitted_beyond_budget": 1, "reserved_beyond_budget_usd": 0.0032,
-                                    "spend_usd": 0.00188, "spend_beyond_budget_usd": 0.0},
+                                    "spend_usd": 0.00188, "spend_beyond_budget_usd": 0.0,
+                                    "statuses": {"200": 4, "429 insufficient_quota": 46}},
                           "in-process": {"error": "RuntimeError: no database"}}}
     text = render(results, tmp_path)
     assert "| upstream answers 500 (every 2nd upstream request) | 1/2 | **1** | 0 | 0 | 200: 1, 502: 1 |" in text
     assert "**Cases with anything lost, truncated or stuck: `upstream-500`.**" in text
     assert "| redis | 4 | 46 | 1 | $0.003200 | $0.001880 | $0.000000 |" in text
+    assert "- redis: statuses 200: 4, 429 insufficient_quota: 46" in text
     assert "Not measured with the in-process ledger: RuntimeError: no database." in text
     assert "Memory over a 10,000-request soak\n\nNot measured in this run." in text
     assert "API fuzzing\n\nNot yet measured" in text
