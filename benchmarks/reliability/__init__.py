@@ -1,4 +1,4 @@
-"""The reliability suite of issue #15: a fault matrix, budget overshoot and a memory soak against a real ``shoal serve``.
+"""The reliability suite (issue #15): a fault matrix, budget overshoot and a memory soak against a real ``shoal serve``.
 
 Run ``python -m benchmarks.reliability`` from the repository root; it writes
 ``docs/reliability.md`` and ``docs/reliability.json``. The pieces are functions

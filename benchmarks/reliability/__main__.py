@@ -68,7 +68,9 @@ def main() -> int:
                     r = {"case": case, "error": f"{type(exc).__name__}: {exc}"}
                 results["matrix"][case] = r
                 print(f"{case}: " + (r.get("error") or f"ok {r['ok']}/{n} lost {r['lost']} truncated "
-                                     f"{r['truncated']} stuck {r['stuck']} {r['statuses']}"), flush=True)
+                                     f"{r['truncated']} stuck {r['stuck']} {r['statuses']}"
+                                     + (f" lost stored: {r['lost_stored_kinds']}" if r["lost_stored"] else "")),
+                      flush=True)
             results["budget"] = {"redis": _budget(stack, args.budget_parallel)}
         finally:
             stack.close()

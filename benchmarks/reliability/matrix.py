@@ -153,8 +153,7 @@ def _count(stack: Stack, key_id: str, t0: float, outcomes: list[Outcome]) -> dic
     ok_by: Counter[str] = Counter("chat" if o.kind.startswith("chat") else "responses" for o in ok)
     lost_chat = max(0, ok_by["chat"] - done_rows["chat"])
     lost_resp_rows = max(0, ok_by["responses"] - done_rows["responses"])
-    lost_stored = [o.response_id for o in ok if o.response_id is not None and stored.get(o.response_id)
-                   not in DONE_STATUSES]
+    lost_stored = [o for o in ok if o.response_id is not None and stored.get(o.response_id) not in DONE_STATUSES]
     stuck_rows = [rid for rid, status in stored.items() if status in ACTIVE]
     stuck_client = [o for o in outcomes if o.stuck]
     truncated = [o for o in outcomes if o.truncated]
@@ -165,6 +164,8 @@ def _count(stack: Stack, key_id: str, t0: float, outcomes: list[Outcome]) -> dic
     return {
         "ok": len(ok), "lost": lost_chat + max(lost_resp_rows, len(lost_stored)),
         "lost_usage_rows": lost_chat + lost_resp_rows, "lost_stored": len(lost_stored),
+        "lost_stored_kinds": dict(Counter(f"{o.kind}: {stored.get(o.response_id or '', 'missing')}"
+                                          for o in lost_stored)),
         "truncated": len(truncated), "stuck": len(stuck_client) + len(stuck_rows),
         "stuck_requests": len(stuck_client), "stuck_stored": len(stuck_rows),
         "statuses": dict(sorted(Counter(o.status for o in outcomes).items())),

@@ -111,7 +111,9 @@ def render(results: dict[str, Any], docs: Path = DOCS) -> str:
             continue
         extra = []
         if r["lost"]:
-            extra.append(f"lost: {r['lost_usage_rows']} usage rows, {r['lost_stored']} stored responses")
+            kinds = ", ".join(f"{k} {c}" for k, c in r.get("lost_stored_kinds", {}).items())
+            extra.append(f"lost: {r['lost_usage_rows']} usage rows, {r['lost_stored']} stored responses"
+                         + (f" ({kinds})" if kinds else ""))
         if r["stuck"]:
             extra.append(f"stuck: {r['stuck_requests']} requests, {r['stuck_stored']} stored responses")
         events = "; ".join(r["events"])
