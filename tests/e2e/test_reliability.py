@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from benchmarks.reliability.budget import run_budget
 from benchmarks.reliability.matrix import CASES, run_fault
 from benchmarks.reliability.stack import PG_URL, REDIS_URL, Stack
 from tests.services import require
@@ -49,3 +50,10 @@ def test_fault_loses_truncates_and_sticks_nothing(stack: Stack, case: str) -> No
                                                  "truncated_examples")}, indent=1)
     assert result["ok"] > 0, f"{case}: nothing succeeded, so nothing was measured:\n{figures}"
     assert (result["lost"], result["truncated"], result["stuck"]) == (0, 0, 0), f"{case}:\n{figures}"
+
+
+def test_a_budget_raced_by_many_requests_is_not_overshot(stack: Stack) -> None:
+    """50 requests at once on a key whose budget fits 3 reservations: no more are admitted, nothing is overspent."""
+    result = run_budget(stack, parallel=50, budget=0.01)
+    assert result["admitted"] > 0, result
+    assert (result["admitted_beyond_budget"], result["spend_beyond_budget_usd"]) == (0, 0.0), result
