@@ -13,6 +13,8 @@ apart from the other cases'. Requests go round-robin over the kinds of
 * ``database-down`` / ``redis-down``: once a quarter of the requests have ended, the
   proxy in front of PostgreSQL / Redis is cut (connections reset, new ones refused) for
   ``outage`` seconds. Requests are paced over twice the outage, so most meet it.
+* ``database-stall``: the same, but the PostgreSQL proxy moves no byte while every
+  connection stays open (a network partition rather than a host that is down).
 
 Afterwards (server healthy, services back, a short settle), the database is read
 directly: ``lost`` counts successes without a trace (fewer usage rows with status
@@ -34,8 +36,9 @@ from benchmarks.reliability.stack import Stack, model_id
 
 UPSTREAM_CASES = ("upstream-500", "upstream-429", "upstream-hang", "upstream-reset", "upstream-drop",
                   "upstream-truncate")
-INFRA_CASES = ("kill-9", "database-down", "redis-down")
+INFRA_CASES = ("kill-9", "database-down", "database-stall", "redis-down")
 CASES = UPSTREAM_CASES + INFRA_CASES
+OUTAGE_CASES = ("database-down", "database-stall", "redis-down")
 DONE_STATUSES = ("completed", "incomplete")
 ACTIVE = ("queued", "in_progress")
 
@@ -56,7 +59,7 @@ def run_fault(stack: Stack, case: str, n: int, *, concurrency: int = 8, deadline
     outcomes: list[Outcome] = []
     gate = threading.Event()
     gate.set()
-    pace = (2 * outage / n) if case in ("database-down", "redis-down") else 0.0
+    pace = (2 * outage / n) if case in OUTAGE_CASES else 0.0
     t0 = time.time()
     started = time.monotonic()
     events: list[str] = []
@@ -115,13 +118,14 @@ def _disrupt(stack: Stack, case: str, outcomes: list[Outcome], after: int, gate:
             gate.set()
         events.append(f"restarted, healthy after {time.monotonic() - mark:.1f} s")
         return
-    proxy = stack.pg if case == "database-down" else stack.redis
+    proxy = stack.redis if case == "redis-down" else stack.pg
+    stall = case == "database-stall"
     ended = len(outcomes)
-    stack.loop.run(proxy.cut())
-    events.append(f"{case.split('-')[0]} cut after {ended} requests ended")
+    stack.loop.run(proxy.stall() if stall else proxy.cut())
+    events.append(f"{case.split('-')[0]} {'stalled' if stall else 'cut'} after {ended} requests ended")
     time.sleep(outage)
-    stack.loop.run(proxy.restore())
-    events.append(f"restored after {time.monotonic() - mark:.1f} s")
+    stack.loop.run(proxy.resume() if stall else proxy.restore())
+    events.append(f"{'resumed' if stall else 'restored'} after {time.monotonic() - mark:.1f} s")
 
 
 def _wait_healthy(stack: Stack, timeout: float = 30.0) -> None:
@@ -167,6 +171,7 @@ def _count(stack: Stack, key_id: str, t0: float, outcomes: list[Outcome]) -> dic
         "lost_stored_kinds": dict(Counter(f"{o.kind}: {stored.get(o.response_id or '', 'missing')}"
                                           for o in lost_stored)),
         "truncated": len(truncated), "stuck": len(stuck_client) + len(stuck_rows),
+        "slowest_s": max((o.seconds for o in outcomes), default=0.0),
         "stuck_requests": len(stuck_client), "stuck_stored": len(stuck_rows),
         "statuses": dict(sorted(Counter(o.status for o in outcomes).items())),
         "by_kind": {k: dict(sorted(v.items())) for k, v in by_kind.items()}, "usage_rows": dict(sorted(usage.items())),

@@ -3,7 +3,9 @@
 The service itself stays up: :meth:`TcpProxy.cut` resets every proxied
 connection and refuses new ones (the listening socket is closed, so connecting
 fails at once, as when a database host is down); :meth:`TcpProxy.restore`
-listens again on the same port.
+listens again on the same port. :meth:`TcpProxy.stall` is the other way a network
+fails: connections stay open but no byte moves (and new ones are accepted but
+not forwarded) until :meth:`TcpProxy.resume`, as in a partition.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class TcpProxy:
         self.connections = 0
         self._server: asyncio.base_events.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def up(self) -> bool:
@@ -56,11 +60,20 @@ class TcpProxy:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
 
+    async def stall(self) -> None:
+        """Keep every connection open but move no byte (a black hole)."""
+        self._flowing.clear()
+
+    async def resume(self) -> None:
+        """Move bytes again after :meth:`stall`."""
+        self._flowing.set()
+
     async def stop(self) -> None:
         """Cut for good."""
         await self.cut()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*self.target), 5)
         except (OSError, asyncio.TimeoutError):
@@ -70,16 +83,17 @@ class TcpProxy:
         pair = (writer, up_writer)
         self._pairs.add(pair)
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(_pipe(reader, up_writer, self._flowing), _pipe(up_reader, writer, self._flowing))
         finally:
             self._pairs.discard(pair)
             for w in pair:
                 w.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
     try:
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     except (OSError, asyncio.IncompleteReadError):

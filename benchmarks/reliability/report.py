@@ -21,6 +21,7 @@ CASE_TEXT = {
     "upstream-truncate": "upstream ends its 200 early, no finish / `[DONE]` (every 2nd)",
     "kill-9": "`shoal serve` gets SIGKILL, then restarts",
     "database-down": "PostgreSQL unreachable for the outage",
+    "database-stall": "PostgreSQL connections stall (no byte moves) for the outage",
     "redis-down": "Redis unreachable for the outage",
 }
 
@@ -117,7 +118,8 @@ def render(results: dict[str, Any], docs: Path = DOCS) -> str:
         if r["stuck"]:
             extra.append(f"stuck: {r['stuck_requests']} requests, {r['stuck_stored']} stored responses")
         events = "; ".join(r["events"])
-        out.append(f"- `{case}`: usage rows {_hist(r['usage_rows']) or 'none'}"
+        out.append(f"- `{case}`: slowest request {r.get('slowest_s', 0):.1f} s; "
+                   f"usage rows {_hist(r['usage_rows']) or 'none'}"
                    + (f"; {events}" if events else "") + (f"; {'; '.join(extra)}" if extra else ""))
     out += ["", "## Budget overshoot", ""]
     budgets = {store: b for store, b in (results.get("budget") or {}).items() if "error" not in b}

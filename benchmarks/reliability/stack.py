@@ -28,7 +28,7 @@ from benchmarks.reliability.upstream import MODEL, FaultUpstream
 PG_URL = os.environ.get("SHOAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SHOAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MODELS = ("upstream-500", "upstream-429", "upstream-hang", "upstream-reset", "upstream-drop", "upstream-truncate",
-          "kill-9", "database-down", "redis-down", "budget", "smoke")
+          "kill-9", "database-down", "database-stall", "redis-down", "budget", "smoke")
 """One catalog model per use, each with its own deployment: a circuit breaker one fault case opened
 (it stays open 30 s) must not turn the next case's requests into 503s."""
 PRICES = {"input": 10.0, "output": 30.0}

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 N = 10
 CONCURRENCY = 5
-OUTAGE_S = 3.0
+OUTAGE_S = 2.5
 PATIENCE_S = 5.0
 DEADLINE_S = 15.0
 """Above the longest answer the deployment's timeouts allow (two whole-answer attempts of 5 s and a backoff)."""
