@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from shoal.api.messages.translate import to_generation
+from shoal.api.messages.translate import to_generation, translate
 from shoal.core.types import ImageInput, Message, NamedTool, ToolCall
 from shoal.errors import InvalidRequestError
 from shoal.protocol.messages import CountTokensRequest, MessagesRequest
@@ -127,8 +128,8 @@ def test_output_config_format_is_a_json_schema() -> None:
     schema = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
     fmt = to_generation(request(output_config={"format": {"type": "json_schema", "schema": schema}})).response_format
     assert fmt is not None and (fmt.type, fmt.schema, fmt.strict) == ("json_schema", schema, True)
-    with pytest.raises(InvalidRequestError) as info:
-        to_generation(request(output_config={"format": {"type": "json_schema", "schema": {"type": 7}}}))
+    with pytest.raises(InvalidRequestError) as info:  # validity is checked off the loop, by translate()
+        asyncio.run(translate(request(output_config={"format": {"type": "json_schema", "schema": {"type": 7}}})))
     assert info.value.param == "output_config.format.schema"
 
 

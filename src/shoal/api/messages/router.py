@@ -20,7 +20,7 @@ from shoal.api.deps import authenticated, context, log_ignored, read_body, servi
 from shoal.api.encoding import new_id
 from shoal.api.messages.count import count_tokens
 from shoal.api.messages.stream import error_body, event_frames, message_body
-from shoal.api.messages.translate import to_generation
+from shoal.api.messages.translate import translate
 from shoal.core.pipeline import Generation
 from shoal.errors import response_for
 from shoal.protocol.messages import CountTokensRequest, MessagesRequest
@@ -66,7 +66,7 @@ async def _create_message(request: Request) -> Response:
     body = await read_body(request, MessagesRequest)
     log_ignored(body, "messages")
     svc = services(request)
-    generation = await svc.pipeline.start(to_generation(body), context(request))
+    generation = await svc.pipeline.start(await translate(body), context(request))
     message_id = new_id("msg_")
     # The context's headers (deployment, rate limits) are added by the edge.
     headers = {"x-shoal-model": generation.model}
@@ -86,7 +86,7 @@ async def _count_message_tokens(request: Request) -> Response:
     await authenticated(request)
     body = await read_body(request, CountTokensRequest)
     svc = services(request)
-    tokens = await count_tokens(svc.pipeline, to_generation(body), context(request))
+    tokens = await count_tokens(svc.pipeline, await translate(body), context(request))
     return Response(sse.dumps({"input_tokens": tokens}), media_type="application/json")
 
 

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import json
 
-from shoal.api.formats import check_tool_choice, check_tools, json_schema_format
+from shoal.api.formats import (
+    SchemaCheck,
+    check_schema_sizes,
+    check_tool_choice,
+    check_tools,
+    constrained_tools,
+    json_schema_format,
+    validate_schemas,
+)
 from shoal.core.types import (
     ContentPart,
     GenerationRequest,
@@ -133,11 +141,35 @@ def response_format(body: CountTokensRequest) -> ResponseFormat | None:
     fmt = body.output_config.format if body.output_config else None
     if fmt is None:
         return None
-    return json_schema_format("output", fmt.json_schema, True, None, "output_config.format.schema")
+    return json_schema_format("output", fmt.json_schema, True, None, FORMAT_PARAM)
+
+
+FORMAT_PARAM = "output_config.format.schema"
+
+
+def _schema_checks(request: GenerationRequest) -> list[tuple[SchemaCheck, bool]]:
+    """The request's schemas (for validate_schemas), each with whether a grammar constrains with it."""
+    forced = constrained_tools(request.tools, request.tool_choice)
+    out = [((t.parameters, f"tool '{t.name}'", f"tools[{i}].input_schema"), t.name in forced)
+           for i, t in enumerate(request.tools) if t.parameters is not None]
+    fmt = request.response_format
+    if fmt is not None and fmt.schema is not None:
+        out.append(((fmt.schema, "output_config.format", FORMAT_PARAM), True))
+    return out
+
+
+async def translate(body: CountTokensRequest) -> GenerationRequest:
+    """:func:`to_generation`, then the schemas' validity checked once, off the event loop (shoal.api.formats)."""
+    request = to_generation(body)
+    await validate_schemas([check for check, _ in _schema_checks(request)])
+    return request
 
 
 def to_generation(body: CountTokensRequest) -> GenerationRequest:
-    """The engine-neutral request for ``body`` (a count_tokens body gets no sampling settings)."""
+    """The engine-neutral request for ``body`` (a count_tokens body gets no sampling settings).
+
+    With the cheap checks, schema sizes included; :func:`translate` adds the schemas' validity.
+    """
     tools = tuple(ToolSpec(t.name, t.description, t.input_schema) for t in body.tools or ())
     check_tools(tools)
     choice, parallel = tool_choice(body, tools)
@@ -158,7 +190,7 @@ def to_generation(body: CountTokensRequest) -> GenerationRequest:
                                   stop=tuple(body.stop_sequences or ()), max_tokens=body.max_tokens)
         user = body.metadata.user_id if body.metadata else None
         stream = body.stream
-    return GenerationRequest(
+    request = GenerationRequest(
         model=body.model,
         messages=tuple(messages),
         sampling=sampling,
@@ -170,3 +202,5 @@ def to_generation(body: CountTokensRequest) -> GenerationRequest:
         reasoning_effort=reasoning_effort(body),
         stream=stream,
     )
+    check_schema_sizes([(schema, param, constrained) for (schema, _, param), constrained in _schema_checks(request)])
+    return request
