@@ -147,10 +147,11 @@ def main() -> None:
             print(f"{spec}: {exc}", file=sys.stderr)
             results.append(measure_short_only(parallel, ctx, args.model, args.threads))
         print(json.dumps(results[-1]), flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "context.json").write_text(json.dumps({"model": args.model, "threads": args.threads,
-                                                   "results": results}, indent=2) + "\n")
-    (OUT / "context.md").write_text(report(results, args.model, args.threads))
+        # Written after every configuration, so an interrupted run keeps what it measured.
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "context.json").write_text(json.dumps({"model": args.model, "threads": args.threads,
+                                                       "results": results}, indent=2) + "\n")
+        (OUT / "context.md").write_text(report(results, args.model, args.threads))
 
 
 def measure_short_only(parallel: int, ctx: int, model: str, threads: int) -> dict[str, Any]:
