@@ -94,5 +94,7 @@ def make_app(backend: ScriptedBackend, **overrides: Any) -> Iterator[TestClient]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(**{"data_dir": Path(tmp), **overrides})
         app = create_app(settings, backend_factory=lambda s: [backend])
-        with TestClient(app, raise_server_exceptions=False) as client:
+        # With auth off the server answers only loopback Host names (TestClient's own is "testserver").
+        base_url = "http://testserver" if settings.auth_enabled else "http://127.0.0.1"
+        with TestClient(app, base_url=base_url, raise_server_exceptions=False) as client:
             yield client

@@ -128,3 +128,68 @@ async def db(tmp_path: Path) -> AsyncIterator["Database"]:
         yield database
     finally:
         await database.aclose()
+
+
+class TcpProxy:
+    """A TCP relay on 127.0.0.1 in front of a real service, which a test can cut and restore.
+
+    Cut: the listening socket closes (new connections are refused) and every relayed
+    connection is reset, so the client's driver sees real connection errors. Restore:
+    it listens again on the same port. Runs on the test's event loop.
+    """
+
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self.target_host = parts.hostname or "127.0.0.1"
+        self.target_port = parts.port or 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def url(self, service_url: str) -> str:
+        """``service_url`` with its host and port replaced by the proxy's."""
+        parts = urlsplit(service_url)
+        auth = parts.netloc.rpartition("@")[0]
+        return parts._replace(netloc=f"{auth}@127.0.0.1:{self.port}" if auth else f"127.0.0.1:{self.port}").geturl()
+
+    async def start(self) -> "TcpProxy":
+        """Listen (on a free port the first time, on the same port after a cut)."""
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def cut(self) -> None:
+        """Refuse new connections and reset the open ones."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def aclose(self) -> None:
+        """Stop relaying."""
+        await self.cut()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            self._writers.difference_update((writer, up_writer))

@@ -91,7 +91,7 @@ def test_app_serves_catalog_models_and_routers(tmp_path: Path) -> None:
 
     (tmp_path / "data").mkdir()
     settings = build_settings(write(tmp_path, GOOD.replace("  - smollm2\n", "")), data_dir=tmp_path / "data")
-    with TestClient(create_app(settings, backend_factory=catalog_backends)) as client:
+    with TestClient(create_app(settings, backend_factory=catalog_backends), base_url="http://127.0.0.1") as client:
         data = client.get("/v1/models").json()["data"]
     by_id = {m["id"]: m for m in data}
     assert set(by_id) == {"fast", "auto"}

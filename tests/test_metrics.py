@@ -69,3 +69,14 @@ def test_upstream_errors_by_code() -> None:
     text = metrics.render().decode()
     assert value(text, "shoal_upstream_errors_total", model="m", deployment="m/a", code="upstream_timeout") == 2
     assert value(text, "shoal_upstream_errors_total", model="m", deployment="m/a", code="503") == 1
+
+
+def test_usage_rows_pending_and_dropped_are_exposed() -> None:
+    from shoal.metrics import UsageQueue
+
+    metrics = Metrics()
+    usage = SimpleNamespace(pending=3, dropped=0)
+    metrics.registry.register(UsageQueue(usage))  # type: ignore[arg-type]
+    assert value(metrics.render().decode(), "shoal_usage_rows_pending") == 3
+    usage.dropped = 15
+    assert value(metrics.render().decode(), "shoal_usage_rows_dropped_total") == 15

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import orjson
+import pytest
 
 from shoal import sse
+from shoal.app import create_app
+from shoal.config import Settings
+from tests.live_server import live_server
+from tests.scripted import ScriptedBackend, text_script
 
 
 def test_data_frame() -> None:
@@ -103,3 +113,41 @@ async def test_sse_response_headers_and_body() -> None:
     assert resp.headers["x-shoal-model"] == "m"
     body = b"".join([chunk async for chunk in resp.body_iterator])  # type: ignore[misc]
     assert body == b'data: {"x":1}\n\ndata: [DONE]\n\n'
+
+
+# -- a client that stops reading ---------------------------------------------------------------
+
+def test_a_client_that_stops_reading_loses_its_stream_and_frees_the_slot(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """One slot; a streaming client that reads nothing; after the write timeout the next request is served."""
+    delta = "x" * 1000
+    # Far more than the socket buffers hold (a small send buffer here, a small receive buffer there).
+    backend = ScriptedBackend(text_script(*[delta] * 5000), capacity=1)
+    settings = Settings(data_dir=tmp_path, write_timeout_seconds=1.0, keepalive_seconds=0.5)
+    app = create_app(settings, backend_factory=lambda s: [backend])
+    body = b'{"model": "test-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with caplog.at_level(logging.WARNING, logger="shoal.sse"), live_server(app, send_buffer=4096) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as slow:
+            slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            slow.settimeout(10)
+            slow.connect(("127.0.0.1", port))
+            slow.sendall(request)
+            assert slow.recv(12).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            # The slow client now reads nothing; the slot is its own until the write timeout drops it.
+            with httpx.Client(base_url=url, timeout=15) as http:
+                second = http.post("/v1/chat/completions",
+                                   json={"model": "test-model", "messages": [{"role": "user", "content": "hi"}]})
+            assert second.status_code == 200, second.text
+            assert second.json()["choices"][0]["message"]["content"] == "ok"
+            assert time.monotonic() - started < 10  # served once the stall passed the 1 s timeout
+            assert backend.closed_early[0] and not backend.finished[0]  # the generation was stopped
+            # The stream was cut, not ended: the connection closes without the final chunk.
+            received = b""
+            while chunk := slow.recv(65536):
+                received += chunk
+            assert b"[DONE]" not in received and not received.endswith(b"0\r\n\r\n")
+    assert any("read nothing of its stream (/v1/chat/completions)" in r.getMessage() for r in caplog.records)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from shoal.api import admin, chat, models, responses
+from shoal.api import admin, chat, messages, models, responses
 from shoal.api.chat.router import create_chat_completion
 from shoal.api.edge import Edge
+from shoal.api.messages.router import count_message_tokens, create_message
+from shoal.api.openapi import build_openapi
 from shoal.api.responses.router import create_response
 from shoal.api.responses.service import ResponsesService
 from shoal.auth.keys import StaticKeys
@@ -64,16 +67,16 @@ class ShoalAPI(FastAPI):
         stack = super().build_middleware_stack()
         return stack if self.edge is None else Edge(stack, **self.edge)
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document plus the directly called generation routes (built once)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = build_openapi(self)
+        return self.openapi_schema
 
-def node_id(data_dir: Path) -> str:
-    """This instance's stable id (kept in the data directory across restarts)."""
-    path = data_dir / "node-id"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = uuid.uuid4().hex
-    path.write_text(value + "\n")
-    return value
+
+def instance_id() -> str:
+    """This process's id in the rows it leases (host, pid and a random part: a restart is a new instance)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 async def build_deployments(settings: Settings, backends: list[Backend]) -> list[Deployment]:
@@ -103,10 +106,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         try:
             await db.prepare()
             tenancy = await build_tenancy(settings, db, static)
-            store = ResponseStore(db, instance=node_id(settings.data_dir))
-            orphans = await store.fail_orphans()
-            if orphans:
-                log.warning("marked %d background response(s) failed: the server stopped while they ran", orphans)
+            store = ResponseStore(db, instance=instance_id(), lease_seconds=settings.response_lease_seconds)
             backends = await asyncio.to_thread(backend_factory, settings)
         except BaseException:
             if tenancy is not None:
@@ -117,14 +117,16 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         search = provider_from_url(settings.web_search_url)
         deployments = await build_deployments(settings, backends)
         tenancy.serve(deployments)
-        from shoal.metrics import Metrics
+        from shoal.metrics import Metrics, UsageQueue
         from shoal.routing.build import router_specs
 
         metrics = Metrics(lambda: deployments)
+        metrics.registry.register(UsageQueue(tenancy.usage))
         app.state.metrics = metrics
         try:
             pipeline = Pipeline(deployments, prime_timeout=settings.prime_timeout, hooks=tenancy.meter,
-                                routers=router_specs(settings), retries=settings.retries, observer=metrics)
+                                routers=router_specs(settings), retries=settings.retries,
+                                deadline=settings.first_byte_deadline, observer=metrics)
         except BaseException:
             for backend in backends:
                 await backend.aclose()
@@ -134,6 +136,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         services = Services(settings=settings, pipeline=pipeline, keys=static, db=db,
                             responses=ResponsesService(pipeline, store, search=search), tenancy=tenancy)
         app.state.services = services
+        # Renews this replica's background leases and fails any replica's expired ones (orphans).
+        services.responses.open()
         if on_ready is not None:
             on_ready(services)
         try:
@@ -154,6 +158,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     # The generation endpoints first: routes are matched in order.
     app.include_router(chat.router)
     app.include_router(responses.router)
+    app.include_router(messages.router)
     app.include_router(models.router)
     app.include_router(admin.router)
 
@@ -183,5 +188,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     app.edge = {"limit": settings.max_body_bytes, "direct": {
         ("POST", "/v1/chat/completions"): create_chat_completion,
         ("POST", "/v1/responses"): create_response,
-    }}
+        ("POST", "/v1/messages"): create_message,
+        ("POST", "/v1/messages/count_tokens"): count_message_tokens,
+    }, "loopback_only": not settings.auth_enabled}
     return app

@@ -31,6 +31,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--database-url", help="database URL (default: SQLite file in the data dir; or SHOAL_DATABASE_URL, "
                                          "e.g. postgresql://host/db)")
     p.add_argument("--keepalive-seconds", type=float, help="SSE keep-alive comment interval (default 15)")
+    p.add_argument("--write-timeout-seconds", type=float,
+                   help="drop a stream whose client has read nothing for this long, freeing its slot (default 30)")
     p.add_argument("--parallel", type=int, help="parallel slots per local model (default 4)")
     p.add_argument("--ctx-per-slot", type=int, help="context tokens per slot, capped at the model's context (default 16384)")
     p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: all cores)")
@@ -42,6 +44,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                                          "(prefer SHOAL_ADMIN_TOKEN: flags show in ps)")
     p.add_argument("--redis-url", help="Redis for rate limits and budgets shared by replicas "
                                        "(default: in-process; or SHOAL_REDIS_URL)")
+    p.add_argument("--first-byte-deadline", type=float, metavar="SECONDS",
+                   help="longest wait for a streamed answer's first byte across failover, then 504 (default 60)")
+    p.add_argument("--max-concurrency-per-key", type=int, metavar="N",
+                   help="generations one key may have running or queued at once, then 429 (default 32; 0: no cap)")
     p.add_argument("--web-search-url", help="SearxNG-compatible JSON search endpoint for the built-in web_search "
                                             "tool (or SHOAL_WEB_SEARCH_URL; default: tool off)")
 
@@ -89,10 +95,12 @@ def serve(args: argparse.Namespace) -> int:
         settings = build_settings(
             args.config, host=args.host, port=args.port, models=args.models, api_keys=keys or None,
             data_dir=args.data_dir, model_cache=args.model_cache, database_url=args.database_url,
-            keepalive_seconds=args.keepalive_seconds, parallel=args.parallel,
+            keepalive_seconds=args.keepalive_seconds, write_timeout_seconds=args.write_timeout_seconds,
+            parallel=args.parallel,
             ctx_per_slot=args.ctx_per_slot, threads=args.threads, max_queue=args.max_queue,
             max_body_bytes=args.max_body_bytes, log_level=args.log_level, access_log=args.access_log,
             admin_token=args.admin_token, redis_url=args.redis_url, web_search_url=args.web_search_url,
+            first_byte_deadline=args.first_byte_deadline, max_concurrency_per_key=args.max_concurrency_per_key,
         )
     except ConfigError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
@@ -106,7 +114,9 @@ def serve(args: argparse.Namespace) -> int:
     if settings.log_level != "debug":
         # Alembic narrates every schema check; Shoal logs the one line that matters itself.
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from shoal.storage.db import private_dir
+
+    private_dir(settings.data_dir)  # it holds the database and the node id: the owner's only
 
     def on_ready(services: Services) -> None:
         # Everything built so far (modules, schemas, the catalog) lives as long as the server.
@@ -152,12 +162,12 @@ def db(args: argparse.Namespace) -> int:
     import asyncio
 
     from shoal.config import default_data_dir
-    from shoal.storage.db import Database, default_url
+    from shoal.storage.db import Database, default_url, private_dir
 
     data_dir = args.data_dir or default_data_dir()
     url = args.database_url or os.environ.get("SHOAL_DATABASE_URL") or default_url(data_dir)
     if url.startswith("sqlite"):
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
 
     async def run() -> int:
         database = Database(url)

@@ -70,12 +70,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 def database_url(args: argparse.Namespace) -> str:
     """The database ``shoal serve`` would use with the same options."""
     from shoal.config import default_data_dir
-    from shoal.storage.db import default_url
+    from shoal.storage.db import default_url, private_dir
 
     data_dir = args.data_dir or default_data_dir()
     url = args.database_url or os.environ.get("SHOAL_DATABASE_URL") or default_url(data_dir)
     if url.startswith("sqlite"):
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
     return str(url)
 
 

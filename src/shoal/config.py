@@ -11,6 +11,8 @@ import platformdirs
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MIN_STATIC_KEY_LENGTH = 16
+"""Shortest static API key accepted: a short key is guessed, or brute-forced, too easily."""
 
 
 class ConfigError(Exception):
@@ -42,6 +44,9 @@ class Settings:
     max_queue: int = 64
     max_body_bytes: int = 16 * 1024 * 1024
     keepalive_seconds: float = 15.0
+    write_timeout_seconds: float = 30.0
+    """How long one write of a stream may wait for a client that reads nothing before the stream is
+    dropped and its slot freed."""
     prime_timeout: float = 10.0
     log_level: str = "info"
     access_log: bool = False
@@ -66,6 +71,13 @@ class Settings:
     """Memory shared by every local model (dedicated ones count, serverless ones are evicted to fit); unset = none."""
     memory_wait_seconds: float = 5.0
     """How long a serverless load waits for busy models to free memory before answering 503."""
+    response_lease_seconds: float = 15.0
+    """A background response's lease: its replica renews it every third of this; once it runs out (the replica
+    stopped), any replica marks the response failed."""
+    first_byte_deadline: float = 60.0
+    """Seconds a streamed request may wait for its first byte across every failover attempt (then 504)."""
+    max_concurrency_per_key: int = 32
+    """Generations one key may have in flight (running or queued) at once; past it 429. 0 = no cap."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -88,9 +100,19 @@ class Settings:
                 "Pass --api-key KEY (or SHOAL_API_KEYS), set --admin-token (or SHOAL_ADMIN_TOKEN) to use "
                 "managed keys, or listen on 127.0.0.1."
             )
+        short = [key for key in self.api_keys if len(key) < MIN_STATIC_KEY_LENGTH]
+        if short:
+            # Name the key by its length and start only: the message is printed, the key is a secret.
+            raise ConfigError(
+                f"{len(short)} static API key(s) shorter than {MIN_STATIC_KEY_LENGTH} characters "
+                f"(the first has {len(short[0])}). Use long random keys, e.g. "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+            )
         if self.admin_token is not None and (not isinstance(self.admin_token, str) or not self.admin_token.strip()
                                              or self.admin_token in self.api_keys):
             raise ConfigError("admin_token must be a non-empty string and must not also be an API key.")
+        if not self.write_timeout_seconds > 0:
+            raise ConfigError("write_timeout_seconds must be > 0.")
         if self.key_cache_seconds < 0:
             raise ConfigError("key_cache_seconds must be >= 0.")
         from shoal.usage.pricing import parse_prices
@@ -107,8 +129,14 @@ class Settings:
                                                  or not isinstance(self.memory_limit_mb, int)
                                                  or self.memory_limit_mb < 1):
             raise ConfigError(f"memory_limit_mb must be a positive integer (MiB), got {self.memory_limit_mb!r}.")
+        if self.first_byte_deadline <= 0:
+            raise ConfigError("first_byte_deadline must be > 0 seconds.")
+        if self.max_concurrency_per_key < 0:
+            raise ConfigError("max_concurrency_per_key must be >= 0 (0: no cap).")
         if self.memory_wait_seconds < 0:
             raise ConfigError("memory_wait_seconds must be >= 0.")
+        if not self.response_lease_seconds > 0:
+            raise ConfigError("response_lease_seconds must be > 0.")
         if self.web_search_url and not self.web_search_url.startswith(("http://", "https://")):
             raise ConfigError(f"web_search_url must be an http:// or https:// URL, got {self.web_search_url!r}.")
 

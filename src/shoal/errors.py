@@ -96,6 +96,22 @@ class PayloadTooLargeError(ShoalError):
     default_code = "request_too_large"
 
 
+class UnsupportedMediaTypeError(ShoalError):
+    """415: a request body that is not ``application/json``."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
+
+
+class MisdirectedRequestError(ShoalError):
+    """421: a ``Host`` this server does not answer for (with auth off, only loopback names)."""
+
+    status_code = 421
+    error_type = "invalid_request_error"
+    default_code = "host_not_allowed"
+
+
 class RateLimitError(ShoalError):
     """429: a rate limit or budget is exhausted."""
 
@@ -133,6 +149,14 @@ class BackendError(ShoalError):
     status_code = 502
     error_type = "server_error"
     default_code = "backend_error"
+
+
+class GatewayTimeoutError(ShoalError):
+    """504: no deployment started answering within the request's deadline."""
+
+    status_code = 504
+    error_type = "server_error"
+    default_code = "upstream_timeout"
 
 
 def error_response(exc: ShoalError) -> JSONResponse:

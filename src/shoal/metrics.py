@@ -21,6 +21,7 @@ from prometheus_client.utils import floatToGoString
 if TYPE_CHECKING:
     from shoal.backends.base import BackendFailure
     from shoal.core.pipeline import Deployment, Generation
+    from shoal.storage.usage import UsageStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = ("model", "deployment")
@@ -53,6 +54,19 @@ class _Queues(Collector):
                     loads.add_metric(labels, status["loads"])
                     unloads.add_metric(labels, status["unloads"])
         yield from (queued, running, open_, loaded, loads, unloads)
+
+
+class UsageQueue(Collector):
+    """Usage rows waiting to be written, and rows given up on (the database failed for too long)."""
+
+    def __init__(self, usage: "UsageStore") -> None:
+        self._usage = usage
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield GaugeMetricFamily("shoal_usage_rows_pending", "Usage rows queued, not yet in the database",
+                                value=self._usage.pending)
+        yield CounterMetricFamily("shoal_usage_rows_dropped", "Usage rows dropped: queue full while the database "
+                                  "failed, or still unwritable at shutdown", value=self._usage.dropped)
 
 
 class _Histogram:

@@ -37,7 +37,7 @@ def client() -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def auth_client() -> Iterator[TestClient]:
-    with make_app(SHARED, api_keys=("k1", "k2"), max_queue=0) as c:
+    with make_app(SHARED, api_keys=("k1-0123456789abcdef", "k2-0123456789abcdef"), max_queue=0) as c:
         yield c
 
 
@@ -275,8 +275,8 @@ def test_responses_failure_after_streaming_began_is_response_failed(client: Test
 @pytest.mark.parametrize(("headers", "code"), [
     ({}, "missing_api_key"),
     ({"authorization": "Bearer wrong"}, "invalid_api_key"),
-    ({"authorization": "k1"}, "invalid_api_key"),
-    ({"authorization": "Basic k1"}, "invalid_api_key"),
+    ({"authorization": "k1-0123456789abcdef"}, "invalid_api_key"),
+    ({"authorization": "Basic k1-0123456789abcdef"}, "invalid_api_key"),
 ])
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("GET", "/v1/models", None), ("POST", "/v1/chat/completions", CHAT), ("POST", "/v1/responses", RESP)])
@@ -288,9 +288,9 @@ def test_auth_rejects(auth_client: TestClient, backend: ScriptedBackend, headers
 
 
 def test_auth_accepts_each_key(auth_client: TestClient, backend: ScriptedBackend) -> None:
-    assert auth_client.get("/v1/models", headers={"authorization": "Bearer k1"}).status_code == 200
+    assert auth_client.get("/v1/models", headers={"authorization": "Bearer k1-0123456789abcdef"}).status_code == 200
     assert auth_client.post("/v1/chat/completions", json=CHAT,
-                            headers={"authorization": "bearer  k2"}).status_code == 200
+                            headers={"authorization": "bearer  k2-0123456789abcdef"}).status_code == 200
     assert auth_client.get("/health").status_code == 200  # no key needed for liveness
     assert len(backend.requests) == 1
 

@@ -18,7 +18,7 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    with make_app(ScriptedBackend(cards=[CARD, OTHER], capacity=4), admin_token="adm", api_keys=("static-k",),
+    with make_app(ScriptedBackend(cards=[CARD, OTHER], capacity=4), admin_token="adm", api_keys=("static-key-0123456789",),
                   prices={"test-model": {"input": 1000, "output": 1000}}) as c:
         yield c
 
@@ -30,7 +30,7 @@ def new_key(client: TestClient, **spec: object) -> dict[str, str]:
 
 
 def test_static_keys_see_everything_without_limits(client: TestClient) -> None:
-    auth = {"Authorization": "Bearer static-k"}
+    auth = {"Authorization": "Bearer static-key-0123456789"}
     r = client.get("/v1/models", headers=auth)
     assert [m["id"] for m in r.json()["data"]] == ["test-model", "other-model"]
     assert not any(h.startswith(("x-ratelimit", "ratelimit")) for h in r.headers)

@@ -84,3 +84,20 @@ async def test_tokens_per_minute_reserve_and_settle() -> None:
 
 async def test_no_token_limit_no_hold() -> None:
     assert await limiter(Clock(0)).hold_tokens(key(rpm=5), 10_000, {}) is None
+
+
+async def test_tokens_settle_in_the_window_they_were_spent_in() -> None:
+    """A generation admitted in one minute and ending in the next counts its tokens in the next."""
+    clock = Clock(6000.0 + 50)
+    lim = limiter(clock)
+    k = key(tpm=1000)
+    hold = await lim.hold_tokens(k, 300, {})
+    clock.now = 6060.0 + 5  # the next minute: the reservation no longer counts there
+    headers: dict[str, str] = {}
+    await lim.hold_tokens(k, 1, headers)
+    assert headers["x-ratelimit-remaining-tokens"] == "999"
+    await lim.settle_tokens(hold, 900)  # long output, spent in this minute
+    with pytest.raises(RateLimitError):
+        await lim.hold_tokens(k, 200, {})  # 901 used here: 200 more do not fit
+    clock.now = 6000.0 + 55  # the minute it was admitted in got its reservation back
+    await lim.hold_tokens(k, 1000, headers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shoal.backends.anthropic import AnthropicBackend, messages_body
+from shoal.backends.anthropic import AnthropicBackend, MessagesTranslator, messages_body
 from shoal.backends.base import ModelCard
 from shoal.backends.upstream import UpstreamConfig
 from shoal.core.types import (
@@ -166,3 +166,11 @@ async def test_an_image_reaches_the_messages_api() -> None:
     assert upstream.bodies[0]["messages"] == [{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]
+
+
+def test_the_matched_stop_sequence_is_kept() -> None:
+    translator = MessagesTranslator()
+    translator.feed({"type": "message_delta", "delta": {"stop_reason": "stop_sequence", "stop_sequence": "END"},
+                     "usage": {"output_tokens": 3}})
+    finish = translator.finish()
+    assert (finish.reason, finish.stop_sequence) == ("stop", "END")

@@ -200,7 +200,7 @@ def test_forged_or_foreign_cookies_grant_nothing(client: TestClient) -> None:
 
 
 def test_without_an_admin_token_there_is_no_session() -> None:
-    with make_app(ScriptedBackend(), api_keys=("static-key",)) as client:
+    with make_app(ScriptedBackend(), api_keys=("static-key-0123456789",)) as client:
         client.base_url = LOOPBACK  # type: ignore[assignment]
         r = client.post("/console/session", json={"token": "anything"})
         assert r.status_code == 404 and r.json()["error"]["code"] == "admin_api_disabled"
@@ -208,7 +208,7 @@ def test_without_an_admin_token_there_is_no_session() -> None:
         assert state["admin_api"] is False and state["signed_in"] is False and state["api_key_required"] is True
         from shoal.console.session import ConsoleSessions
 
-        client.cookies.set(COOKIE, ConsoleSessions("static-key").create()[0])
+        client.cookies.set(COOKIE, ConsoleSessions("static-key-0123456789").create()[0])
         assert client.get("/v1/models").status_code == 401
         assert client.get("/admin/keys").status_code == 404
         assert client.get("/").status_code == 200

@@ -211,14 +211,14 @@ def check_auth(srv: ServerProcess, good_keys: list[str]) -> None:
 
 
 def test_api_key_flag(server_factory: ServerFactory) -> None:
-    srv = server_factory("--parallel", "1", "--api-key", "secret-1", "--api-key", "secret-2")
-    check_auth(srv, ["secret-1", "secret-2"])
-    assert "secret-1" not in srv.log_text()
+    srv = server_factory("--parallel", "1", "--api-key", "secret-key-one-0001", "--api-key", "secret-key-two-0002")
+    check_auth(srv, ["secret-key-one-0001", "secret-key-two-0002"])
+    assert "secret-key-one-0001" not in srv.log_text()
 
 
 def test_api_keys_env(server_factory: ServerFactory) -> None:
-    srv = server_factory("--parallel", "1", env={"SHOAL_API_KEYS": "env-key-a, env-key-b"})
-    check_auth(srv, ["env-key-a", "env-key-b"])
+    srv = server_factory("--parallel", "1", env={"SHOAL_API_KEYS": "env-key-alpha-0001, env-key-beta-00002"})
+    check_auth(srv, ["env-key-alpha-0001", "env-key-beta-00002"])
 
 
 def test_public_host_without_keys_is_refused(tmp_path: Path) -> None:

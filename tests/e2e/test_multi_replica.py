@@ -110,7 +110,7 @@ def test_token_limit_holds_across_replicas(replicas: list[ServerProcess], secret
 
 def test_budget_holds_across_replicas_under_fifty_parallel_requests(replicas: list[ServerProcess],
                                                                      secrets_seen: list[str]) -> None:
-    budget = 0.1
+    budget = 1.0  # a few reservations (~$0.28 each, ~$0.04 spent each) wide: some of the burst fits
     key = admin_create_key(replicas[0], name="budget", budget_usd=budget, budget_period="day")
     secrets_seen.append(key["key"])
     replicas[1].client(api_key=key["key"]).chat.completions.create(model=MODEL_ID, messages=HI, max_tokens=2)
@@ -139,7 +139,7 @@ def test_budget_holds_across_replicas_under_fifty_parallel_requests(replicas: li
                                              sampling=SamplingParams(max_tokens=2)),
                            CTX, Pricing(input=1000, cached_input=100, output=4000))
     spent = key_usage(replicas[1], key["id"], at_least=1 + outcomes.count("ok"))["cost_usd"]
-    assert spent <= budget + reservation, (spent, budget, reservation, outcomes.count("ok"))
+    assert spent <= budget, (spent, budget, reservation, outcomes.count("ok"))  # each reservation fit whole
 
 
 def test_revocation_reaches_the_other_replica_within_seconds(replicas: list[ServerProcess],

@@ -21,10 +21,10 @@ def pg_database() -> Iterator[str]:
 
 
 def test_chain_continues_across_replicas(server_factory: ServerFactory, pg_database: str) -> None:
-    args = ("--database-url", pg_database, "--parallel", "1", "--api-key", "shared-key")
+    args = ("--database-url", pg_database, "--parallel", "1", "--api-key", "shared-key-0123456789")
     one = server_factory(*args)
     two = server_factory(*args)
-    with one.client("shared-key") as a, two.client("shared-key") as b:
+    with one.client("shared-key-0123456789") as a, two.client("shared-key-0123456789") as b:
         r1 = a.responses.create(model=MODEL_ID, input="My name is Ada.", max_output_tokens=4, temperature=0)
         r2 = b.responses.create(model=MODEL_ID, input="What is my name?", previous_response_id=r1.id,
                                 max_output_tokens=4, temperature=0)

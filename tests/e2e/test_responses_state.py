@@ -134,8 +134,8 @@ def test_tool_loop_stateless_and_stateful(client: openai.OpenAI) -> None:
 
 
 def test_keys_isolate_stored_responses(server_factory: ServerFactory) -> None:
-    srv = server_factory("--api-key", "key-alpha", "--api-key", "key-beta", "--parallel", "2")
-    with srv.client("key-alpha") as alpha, srv.client("key-beta") as beta:
+    srv = server_factory("--api-key", "key-alpha-0123456789", "--api-key", "key-beta-01234567890", "--parallel", "2")
+    with srv.client("key-alpha-0123456789") as alpha, srv.client("key-beta-01234567890") as beta:
         resp = alpha.responses.create(model=MODEL_ID, input="secret", max_output_tokens=2)
         assert alpha.responses.retrieve(resp.id).id == resp.id
         with pytest.raises(openai.NotFoundError):
@@ -235,7 +235,9 @@ def test_truncation_disabled_is_400_and_auto_drops_old_turns(server_factory: Ser
 
 
 def test_background_left_running_is_failed_after_restart(test_model_path: Path, tmp_path: Path) -> None:
-    first = ServerProcess(test_model_path, tmp_path).start()
+    config = tmp_path / "shoal.yaml"
+    config.write_text("response_lease_seconds: 2\n")
+    first = ServerProcess(test_model_path, tmp_path, ("--config", str(config))).start()
     try:
         with first.client() as c:
             resp = c.responses.create(model=MODEL_ID, input="Write a very long story.", max_output_tokens=4000,
@@ -245,11 +247,12 @@ def test_background_left_running_is_failed_after_restart(test_model_path: Path, 
         assert first.proc is not None
         first.proc.kill()  # no graceful shutdown: the response stays in_progress in the database
         first.proc.wait(timeout=10)
-    second = ServerProcess(test_model_path, tmp_path).start()
+    second = ServerProcess(test_model_path, tmp_path, ("--config", str(config))).start()
     try:
         with second.client() as c:
-            after = c.responses.retrieve(resp.id)
+            # Its lease (2 s) runs out, and the restarted server's sweeper fails it.
+            after = wait_until_done(c, resp.id)
             assert after.status == "failed"
-            assert after.error is not None and "restart" in after.error.message
+            assert after.error is not None and "stopped" in after.error.message
     finally:
         second.stop()

@@ -13,7 +13,7 @@ from shoal.core.admission import Admission
 from shoal.core.context import RequestContext
 from shoal.core.pipeline import Deployment, Pipeline
 from shoal.core.types import Finish, GenerationRequest, Message, SamplingParams, TextDelta
-from shoal.errors import BackendError, InvalidRequestError, OverloadedError
+from shoal.errors import BackendError, GatewayTimeoutError, InvalidRequestError, OverloadedError
 from tests.upstream_fakes import FakeUpstream, closed_port
 
 CARD = ModelCard(id="m", owned_by="t", created=0, context_length=4096, capabilities=("tools",))
@@ -159,3 +159,38 @@ def test_metrics_and_ready_over_http() -> None:
     assert 'shoal_requests_total{deployment="scripted",model="test-model",status="completed"} 1.0' in text
     assert 'shoal_cache_hit_tokens_total{deployment="scripted",model="test-model"} 8.0' in text
     assert "shoal_time_to_first_token_seconds_bucket" in text and "shoal_queue_depth" in text
+
+
+async def test_a_deadline_bounds_failover_over_hanging_deployments() -> None:
+    """Six hanging upstreams at 1 s each would take 6 s: the 2.5 s deadline ends it with a 504."""
+    async with FakeUpstream(default="hang") as hanging:
+        deps = [deployment(hanging.url, f"h{i}", first_byte=1.0) for i in range(6)]
+        pipeline = Pipeline(deps, retries=1, backoff=0.01, deadline=2.5)
+        try:
+            started = time.perf_counter()
+            with pytest.raises(GatewayTimeoutError) as info:
+                await run(pipeline)
+            took = time.perf_counter() - started
+            assert 2.4 < took < 3.5
+            err = info.value
+            assert err.status_code == 504 and err.code == "upstream_timeout" and "deadline 2.5 s" in err.message
+            assert 2 <= len(hanging.bodies) <= 3
+            assert all(dep.admission.running == 0 for dep in deps)
+        finally:
+            await pipeline.aclose()
+
+
+async def test_every_deployment_timing_out_is_a_504_and_errors_stay_502() -> None:
+    async with FakeUpstream(default="hang") as hanging, FakeUpstream(default="500") as failing:
+        timing_out = Pipeline([deployment(hanging.url, "a", first_byte=0.3),
+                               deployment(hanging.url, "b", first_byte=0.3)], retries=0)
+        erroring = Pipeline([deployment(hanging.url, "a", first_byte=0.3), deployment(failing.url, "b")], retries=0)
+        try:
+            with pytest.raises(GatewayTimeoutError, match="tried 2 time"):
+                await run(timing_out)
+            with pytest.raises(BackendError, match="HTTP 500") as info:
+                await run(erroring)
+            assert info.value.status_code == 502
+        finally:
+            await timing_out.aclose()
+            await erroring.aclose()

@@ -287,12 +287,12 @@ def test_models_listing_and_metrics_show_mode_and_state() -> None:
     counts = Counts()
     pool = MemoryPool()
     lazy = CatalogCard(serverless("lazy", counts, pool), card("lazy"), "lazy/local-0", mode="serverless")
-    pinned = reserved("pinned", "pinned/local-0", "static:" + hash_key("k1")[:24])
+    pinned = reserved("pinned", "pinned/local-0", "static:" + hash_key("k1-0123456789abcdef")[:24])
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(Settings(data_dir=Path(tmp), api_keys=("k1", "k2")),
+        app = create_app(Settings(data_dir=Path(tmp), api_keys=("k1-0123456789abcdef", "k2-0123456789abcdef")),
                          backend_factory=lambda s: [lazy, pinned])
         with TestClient(app) as client:
-            k1, k2 = {"Authorization": "Bearer k1"}, {"Authorization": "Bearer k2"}
+            k1, k2 = {"Authorization": "Bearer k1-0123456789abcdef"}, {"Authorization": "Bearer k2-0123456789abcdef"}
             listed = {m["id"]: m for m in client.get("/v1/models", headers=k1).json()["data"]}
             assert listed["lazy"]["deployments"] == [{"name": "lazy/local-0", "mode": "serverless",
                                                       "state": "unloaded", "idle_unload_seconds": 60.0,

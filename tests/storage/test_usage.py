@@ -99,3 +99,128 @@ async def test_one_queued_batch_across_midnight_keeps_each_rows_day_and_values(d
                                                                 ("key_a", "m", 20.0)]
     assert newest[1].ts == DAY1 + 1 and newest[1].latency_ms == 100.0 and newest[1].cached_tokens == 4
     await store.aclose()
+
+
+# -- a database that fails for a while ------------------------------------------------------------
+
+async def stored_ts(url: str) -> list[float]:
+    """Every stored row's ``ts``, read over a connection of its own."""
+    from sqlalchemy import select
+
+    from shoal.storage.tables import UsageRow
+
+    db = Database(url)
+    try:
+        async with db.sessions() as session:
+            return sorted((await session.execute(select(UsageRow.ts))).scalars().all())
+    finally:
+        await db.aclose()
+
+
+async def test_rows_queued_through_a_three_second_outage_are_all_written_once(
+        postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL behind a relay that is cut for 3 s: every row lands, none twice, nothing dropped."""
+    import asyncio
+
+    from tests.services import TcpProxy
+
+    proxy = await TcpProxy(postgres_url).start()
+    db = Database(proxy.url(postgres_url))
+    await db.prepare()
+    store = UsageStore(db, flush_seconds=0.01, retry_seconds=0.05, max_retry_seconds=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    queued = 0
+    cut = restored = False
+    try:
+        while (elapsed := loop.time() - started) < 5.0 and queued < 2000:  # bounded in time and count
+            if not cut and elapsed > 0.5:
+                await proxy.cut()
+                cut = True
+            if cut and not restored and elapsed > 3.5:
+                await proxy.start()
+                restored = True
+            store.queue(rec("key_a", cost=0.001, ts=DAY1 + queued))
+            queued += 1
+            await asyncio.sleep(0.005)
+        assert restored
+        await store.aclose()
+    finally:
+        await db.aclose()
+        await proxy.aclose()
+    assert await stored_ts(postgres_url) == [DAY1 + i for i in range(queued)]
+    assert store.dropped == 0
+    assert any("could not write" in r.message and r.levelname == "WARNING" for r in caplog.records)
+
+
+async def test_a_batch_whose_commit_landed_unseen_is_not_written_twice(database: Database) -> None:
+    """The commit succeeds but its acknowledgement is lost: the retry must skip the rows already there."""
+    store = UsageStore(database)
+    write = store._write
+    calls = 0
+
+    async def lost_ack(batch: list[UsageRecord]) -> None:
+        nonlocal calls
+        calls += 1
+        await write(batch)
+        if calls == 1:
+            raise ConnectionResetError("connection lost before the COMMIT was acknowledged")
+
+    store._write = lost_ack  # type: ignore[method-assign]
+    for i in range(5):
+        store.queue(rec("key_a", ts=DAY1 + i))
+    with pytest.raises(ConnectionResetError):
+        await store.flush()
+    assert store.pending == 5
+    await store.flush()
+    assert [r.ts for r in await store.records(limit=100)] == [DAY1 + i for i in range(4, -1, -1)]
+    await store.aclose()
+
+
+async def test_a_full_queue_drops_its_oldest_rows_counted_and_logged(postgres_url: str,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from tests.services import TcpProxy
+
+    proxy = await TcpProxy(postgres_url).start()
+    db = Database(proxy.url(postgres_url))
+    await db.prepare()
+    store = UsageStore(db, flush_seconds=0.0, max_pending=10, retry_seconds=0.05, max_retry_seconds=0.1)
+    try:
+        await proxy.cut()
+        for i in range(25):
+            store.queue(rec("key_a", ts=DAY1 + i))
+        assert store.pending == 10 and store.dropped == 15
+        await proxy.start()
+        await store.aclose()
+    finally:
+        await db.aclose()
+        await proxy.aclose()
+    assert await stored_ts(postgres_url) == [DAY1 + i for i in range(15, 25)]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("DROPPED 15 usage row(s)" in m for m in errors), errors
+
+
+async def test_rows_still_unwritable_at_shutdown_are_dropped_after_close_seconds(
+        postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from tests.services import TcpProxy
+
+    proxy = await TcpProxy(postgres_url).start()
+    db = Database(proxy.url(postgres_url))
+    await db.prepare()
+    store = UsageStore(db, flush_seconds=0.0, retry_seconds=0.05, max_retry_seconds=0.1, close_seconds=0.5)
+    try:
+        await proxy.cut()
+        for i in range(7):
+            store.queue(rec("key_a", ts=DAY1 + i))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(store.aclose(), 10)
+        assert loop.time() - started < 5
+    finally:
+        await db.aclose()
+        await proxy.aclose()
+    assert store.dropped == 7 and store.pending == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("DROPPED 7 usage row(s)" in m and "shutdown" in m for m in errors), errors

@@ -47,6 +47,9 @@ async def authenticated(request: Request) -> None:
     The caller (static or managed key, its model scope and limits) is kept on
     ``request.state.context`` for the rest of the path. Without an ``Authorization``
     header, a console admin session counts as an unrestricted caller.
+
+    Anthropic's SDKs send the key as ``x-api-key: <key>`` instead; it counts as
+    ``Authorization: Bearer <key>`` (which wins when both are sent).
     """
     scope = request.scope
     # Read from the ASGI scope: building Starlette's Headers and State objects showed in the gateway's profile.
@@ -55,6 +58,8 @@ async def authenticated(request: Request) -> None:
         if name == b"authorization":
             authorization = value.decode("latin-1")
             break
+        if name == b"x-api-key" and authorization is None:
+            authorization = "Bearer " + value.decode("latin-1").strip()
     state = scope.setdefault("state", {})
     if authorization is None and console_admin(request):
         state["context"] = RequestContext(owner=CONSOLE_OWNER, key_id=CONSOLE_OWNER, endpoint=scope["path"])

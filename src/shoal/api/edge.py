@@ -1,5 +1,11 @@
-"""The one ASGI layer every HTTP exchange passes: the body limit, the caller's headers, and the generation routes.
+"""The one ASGI layer every HTTP exchange passes: the request checks, the caller's headers, the generation routes.
 
+* With auth off, only loopback ``Host`` names are answered (421 otherwise): a web page the
+  user visits can point a DNS name it controls at 127.0.0.1 ("DNS rebinding") and would
+  otherwise read every answer. With auth on, the key is the guard.
+* A POST (PUT, PATCH) body must be ``application/json`` (415 otherwise): a web page may send
+  ``text/plain`` to 127.0.0.1 without asking the browser first, never ``application/json``.
+  A body-less POST needs no type (the console's revoke and rotate send none).
 * Bodies over the limit get 413, by ``content-length`` or by counting the chunks.
 * The auth dependency and the pipeline hooks put headers (rate-limit state, the
   deployment) on ``scope["state"]["context"].headers``; every response carries
@@ -20,27 +26,44 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shoal.errors import PayloadTooLargeError, error_response, response_for
+from shoal.errors import (
+    MisdirectedRequestError,
+    PayloadTooLargeError,
+    ShoalError,
+    UnsupportedMediaTypeError,
+    error_response,
+    response_for,
+)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
+LOOPBACK_NAMES = frozenset((b"localhost", b"127.0.0.1", b"[::1]"))
+"""``Host`` names (without the port) answered while auth is off."""
+BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+JSON = b"application/json"
+
 
 class Edge:
-    """Body limit, context headers and the direct generation routes, in one layer."""
+    """Request checks, context headers and the direct generation routes, in one layer.
 
-    def __init__(self, app: ASGIApp, limit: int, direct: Mapping[tuple[str, str], Endpoint] | None = None) -> None:
+    ``loopback_only``: answer only requests whose ``Host`` is a loopback name (set while auth is off).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, direct: Mapping[tuple[str, str], Endpoint] | None = None,
+                 loopback_only: bool = False) -> None:
         self.app = app
         self.limit = limit
         self.direct = dict(direct or {})
+        self.loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await error_response(self._too_large())(scope, receive, send)
-                return
+        refused = self._refused(scope)
+        if refused is not None:
+            await error_response(refused)(scope, receive, send)
+            return
         state = scope.setdefault("state", {})
         seen = 0
 
@@ -82,8 +105,43 @@ class Edge:
             await send(message)
         return sending
 
+    def _refused(self, scope: Scope) -> ShoalError | None:
+        """The error a request gets before anything reads it: wrong host, body too large or not JSON."""
+        host = media = None
+        length = -1
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"host":
+                host = value
+            elif name == b"content-type":
+                media = value
+            elif name == b"transfer-encoding":
+                length = 1  # a body of unknown length: it counts as one
+        # No Host at all is no browser's request (every browser sends one), so it is let through.
+        if self.loopback_only and host is not None and _host_name(host) not in LOOPBACK_NAMES:
+            return MisdirectedRequestError(
+                f"This server answers only for localhost, 127.0.0.1 and [::1] while auth is off, not for "
+                f"{host.decode('latin-1')!r}. Use one of those names, or start it with API keys.")
+        if length > self.limit:
+            return self._too_large()
+        if scope["method"] in BODY_METHODS and (media is not None or length > 0) and (
+                media is None or media.split(b";", 1)[0].strip().lower() != JSON):
+            shown = "none" if media is None else repr(media.decode("latin-1"))
+            return UnsupportedMediaTypeError(
+                f"The request body must be JSON, sent with 'Content-Type: application/json' (got {shown}).")
+        return None
+
     def _too_large(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(f"Request body is larger than the limit of {self.limit} bytes.")
+
+
+def _host_name(host: bytes) -> bytes:
+    """The name of a ``Host`` header, without its port (``[::1]:8000`` -> ``[::1]``)."""
+    host = host.strip().lower()
+    if host.startswith(b"["):
+        return host[:host.find(b"]") + 1]
+    return host.split(b":", 1)[0]
 
 
 def _context_headers(state: object) -> Mapping[str, object] | None:

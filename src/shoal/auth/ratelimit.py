@@ -7,7 +7,9 @@ headers is exact and a hit costs one counter update.
 
 * Requests are counted when a key is authenticated (every /v1 call counts).
 * Tokens are reserved when a generation is admitted (an estimate of the prompt
-  plus ``max_tokens``) and settled to the real count when it ends.
+  plus the most it may write: ``max_tokens``, else the context left) and settled
+  to the real count when it ends, in the window it ends in: that is where the
+  tokens were spent, so a long generation cannot push its cost into a past minute.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class TokenHold:
 
     counter: str
     amount: int
+    key_id: str = ""
+    window: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,9 @@ class RateLimiter:
         return Window(index, ends_at, ends_at - now)
 
     @staticmethod
-    def _name(key: ApiKey, kind: str, window: Window) -> str:
-        return f"rl:{key.id}:{kind}:{window.index}"
+    def _name(key: ApiKey | str, kind: str, window: Window | int) -> str:
+        key_id = key if isinstance(key, str) else key.id
+        return f"rl:{key_id}:{kind}:{window if isinstance(window, int) else window.index}"
 
     def _checks(self, key: ApiKey, window: Window, requests: int, tokens: int) -> list[tuple[str, Check]]:
         checks = []
@@ -137,10 +142,18 @@ class RateLimiter:
                            f"{used.get('tokens', 0)}, this request needs about {tokens}. "
                            f"Retry in {duration(window.reset)}.")
             raise self._refuse(message, window, headers)
-        return TokenHold(self._name(key, "tpm", window), tokens)
+        return TokenHold(self._name(key, "tpm", window), tokens, key.id, window.index)
 
     async def settle_tokens(self, hold: TokenHold, actual: int) -> None:
-        """Replace the reservation by the tokens really used (in the window it was made in)."""
-        delta = actual - hold.amount
-        if delta:
-            await self.counters.add(hold.counter, delta, ttl=2 * self.window_seconds)
+        """Replace the reservation by the tokens really used, counted in the window current now."""
+        ttl = 2 * self.window_seconds
+        now = self.window().index
+        if now == hold.window or not hold.key_id:
+            delta = actual - hold.amount
+            if delta:
+                await self.counters.add(hold.counter, delta, ttl=ttl)
+            return
+        if now - hold.window < 2:  # older counters have expired: nothing left to release there
+            await self.counters.add(hold.counter, -hold.amount, ttl=ttl)
+        if actual:
+            await self.counters.add(self._name(hold.key_id, "tpm", now), actual, ttl=ttl)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from shoal.auth.access import Access
 from shoal.auth.admin import AdminAuth
+from shoal.auth.concurrency import ConcurrencyLimiter, InFlight, LocalInFlight, RedisInFlight
 from shoal.auth.counters import Counters, LocalCounters, RedisCounters
 from shoal.auth.keys import StaticKeys
 from shoal.auth.manage import KeyManager
@@ -23,6 +24,13 @@ from shoal.usage.meter import Meter
 from shoal.usage.pricing import PriceTable, parse_prices
 
 log = logging.getLogger("shoal.tenancy")
+
+
+SHARED_DB_WITHOUT_REDIS = (
+    "PostgreSQL without Redis: rate limits, budgets and per-key concurrency are counted IN THIS PROCESS ONLY. "
+    "If several replicas share this database, each enforces the limits alone (N replicas let a key use N times "
+    "its rpm, tpm and concurrency, and overspend its budget). Set --redis-url / SHOAL_REDIS_URL to share them.")
+"""Logged at start: one replica on PostgreSQL is fine, several need Redis (a warning, not a refusal)."""
 
 
 class LimitsStoreError(RuntimeError):
@@ -63,8 +71,9 @@ class Tenancy:
         self.access.canonical = names.get
 
     async def aclose(self) -> None:
-        """Write the queued usage records; close the Redis connections."""
+        """Settle what is pending, write the queued usage records; close the Redis connections."""
         try:
+            await self.meter.aclose()
             await self.usage.aclose()
         finally:
             if self.redis is not None:
@@ -93,17 +102,23 @@ async def build_tenancy(settings: Settings, db: Database, static: StaticKeys | N
     redis = None
     counters: Counters
     ledger: Ledger
+    inflight: InFlight
     if settings.redis_url:
         redis = await connect_redis(settings.redis_url)
         counters = RedisCounters(redis, settings.redis_prefix)
         ledger = RedisLedger(redis, settings.redis_prefix, usage.spend)
+        inflight = RedisInFlight(redis, settings.redis_prefix)
     else:
         counters = LocalCounters()
         ledger = LocalLedger(usage.spend)
+        inflight = LocalInFlight()
+        if (settings.database_url or "").startswith("postgres"):
+            log.warning(SHARED_DB_WITHOUT_REDIS)
     limiter = RateLimiter(counters)
     access = Access(static or StaticKeys(settings.api_keys), store, limiter,
                     admin_enabled=bool(settings.admin_token), ttl=settings.key_cache_seconds)
-    meter = Meter(usage, PriceTable(parse_prices(settings.prices)), limiter, ledger)
+    meter = Meter(usage, PriceTable(parse_prices(settings.prices)), limiter, ledger,
+                  ConcurrencyLimiter(inflight, settings.max_concurrency_per_key))
     tenancy = Tenancy(access=access, keys=KeyManager(store), usage=usage, meter=meter,
                       admin=AdminAuth(settings.admin_token), redis=redis)
     log.info("limits and budgets: %s%s; admin API %s", tenancy.mode,

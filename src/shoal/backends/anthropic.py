@@ -135,6 +135,7 @@ class MessagesTranslator:
         self.output_tokens = 0
         self.reasoning_chunks = 0
         self.stopped = False
+        self.stop_sequence: str | None = None
         self._calls: dict[int, int] = {}
 
     def feed(self, event: dict[str, Any]) -> list[GenerationEvent]:
@@ -161,9 +162,11 @@ class MessagesTranslator:
                 index = self._calls.setdefault(int(event.get("index", 0)), len(self._calls))
                 return [ToolCallDelta(index=index, arguments=delta["partial_json"])]
         elif kind == "message_delta":
-            reason = (event.get("delta") or {}).get("stop_reason")
+            delta = event.get("delta") or {}
+            reason = delta.get("stop_reason")
             if reason:
                 self.reason = STOP_REASONS.get(reason, "stop")
+            self.stop_sequence = delta.get("stop_sequence") or self.stop_sequence
             self._usage(event.get("usage") or {})
         elif kind == "message_stop":
             self.stopped = True
@@ -188,7 +191,7 @@ class MessagesTranslator:
         usage = Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                       cached_tokens=self.cached_tokens,
                       reasoning_tokens=min(self.reasoning_chunks, self.output_tokens))
-        return Finish(self.reason or "stop", usage)
+        return Finish(self.reason or "stop", usage, self.stop_sequence)
 
 
 class AnthropicBackend:

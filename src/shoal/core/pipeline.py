@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from shoal.backends.base import Backend, BackendFailure, ModelCard
 from shoal.core.admission import Admission
@@ -21,7 +21,7 @@ from shoal.core.types import (
     ToolCallDelta,
     Usage,
 )
-from shoal.errors import BackendError, InvalidRequestError, OverloadedError, ShoalError
+from shoal.errors import BackendError, GatewayTimeoutError, InvalidRequestError, OverloadedError, ShoalError
 from shoal.routing.breaker import CircuitBreaker
 from shoal.routing.router import Router, RouterSpec
 
@@ -31,8 +31,13 @@ log = logging.getLogger("shoal.requests")
 class PipelineHooks(Protocol):
     """Admission control and accounting around every generation (rate limits, budgets, metering)."""
 
-    async def admit(self, request: GenerationRequest, context: RequestContext, deployment: "Deployment") -> Any:
-        """Check limits before generation starts (raise 429 to refuse); returns a token for ``finish``."""
+    async def admit(self, request: GenerationRequest, context: RequestContext,
+                    candidates: Sequence["Deployment"]) -> Any:
+        """Check limits before generation starts (raise 429 to refuse); returns a token for ``finish``.
+
+        ``candidates`` are the deployments the request may be tried on, in order (reservations
+        must cover the most any of them could use).
+        """
         ...
 
     def finish(self, context: RequestContext, deployment: "Deployment", stats: "GenerationStats",
@@ -244,12 +249,19 @@ class Pipeline:
     error, timeout, 5xx, 429) moves on to the next candidate, and after a round
     over all of them it retries (``retries`` rounds) after an exponential backoff
     that honours the upstreams' ``retry-after`` (up to ``max_backoff`` seconds).
+
+    ``deadline`` bounds the whole of it: a streamed request that has no first event
+    (nor a started response, see ``prime_timeout``) ``deadline`` seconds after it
+    was routed stops with a 504 ``upstream_timeout``, however many deployments hang.
+    A whole (non-streamed) answer has no first byte before it is complete, so for
+    it the deadline only stops starting new attempts. Giving up after the last
+    candidate's failure answers 504 if that failure was a timeout, else its own error (502).
     """
 
     def __init__(self, deployments: list[Deployment], *, prime_timeout: float = 10.0,
                  hooks: PipelineHooks | None = None, routers: Sequence[RouterSpec] = (),
                  retries: int = 1, backoff: float = 0.25, max_backoff: float = 5.0,
-                 observer: "PipelineObserver | None" = None) -> None:
+                 deadline: float = 60.0, observer: "PipelineObserver | None" = None) -> None:
         self.deployments = deployments
         self.prime_timeout = prime_timeout
         self.hooks = hooks
@@ -257,6 +269,7 @@ class Pipeline:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.deadline = deadline
         self.observer = observer
 
     def cards(self, context: RequestContext | None = None) -> list[ModelCard]:
@@ -276,7 +289,7 @@ class Pipeline:
         context = context or RequestContext()
         plan = self.router.plan(request, context)
         first = plan.candidates[0]
-        token = await self.hooks.admit(request, context, first) if self.hooks is not None else None
+        token = await self.hooks.admit(request, context, plan.candidates) if self.hooks is not None else None
         tried: list[tuple[Deployment, GenerationStats]] = []
         try:
             generation = await self._failover(request, context, plan.candidates, tried)
@@ -294,6 +307,8 @@ class Pipeline:
     async def _failover(self, request: GenerationRequest, context: RequestContext, candidates: list[Deployment],
                         tried: list[tuple[Deployment, GenerationStats]]) -> Generation:
         error: BaseException | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline
         for round_ in range(self.retries + 1):
             if round_:
                 hint = _retry_after(error)
@@ -302,12 +317,28 @@ class Pipeline:
                     if hint > self.max_backoff:
                         break
                     wait = max(wait, hint)
+                if loop.time() + wait >= deadline:
+                    break
                 await asyncio.sleep(wait)
             for dep in candidates:
                 if round_ and not dep.breaker.available():
                     continue
+                if loop.time() >= deadline:
+                    return self._give_up(request, error, tried)
                 try:
-                    return await self._attempt(dep, request, context, tried)
+                    if not request.stream:
+                        return await self._attempt(dep, request, context, tried)
+                    limit = asyncio.timeout_at(deadline)
+                    try:
+                        async with limit:
+                            return await self._attempt(dep, request, context, tried)
+                    except TimeoutError:
+                        if not limit.expired():
+                            raise
+                        # Not the deployment's failure (it may have had only the last moments): its breaker is untouched.
+                        log.warning("deployment %s had not answered when the %g s deadline passed", dep.name,
+                                    self.deadline)
+                        return self._give_up(request, None, tried)
                 except ShoalError as exc:
                     cause = exc.__cause__
                     if isinstance(cause, BackendFailure):
@@ -321,8 +352,18 @@ class Pipeline:
                     elif not isinstance(exc, OverloadedError):
                         raise
                     error = exc
-        assert error is not None
-        raise error
+        return self._give_up(request, error, tried)
+
+    def _give_up(self, request: GenerationRequest, error: BaseException | None,
+                 tried: list[tuple[Deployment, GenerationStats]]) -> NoReturn:
+        """Raise why ``request`` got no first byte: 504 for a timeout (the deadline's or the last upstream's)."""
+        cause = error.__cause__ if error is not None else None
+        if error is not None and not (isinstance(cause, BackendFailure) and cause.code == "upstream_timeout"):
+            raise error
+        names = ", ".join(dict.fromkeys(dep.name for dep, _ in tried)) or "none"
+        raise GatewayTimeoutError(
+            f"No deployment of {request.model!r} started answering in time (deadline {self.deadline:g} s; "
+            f"tried {len(tried)} time(s): {names}). Retry later.") from error
 
     async def _attempt(self, dep: Deployment, request: GenerationRequest, context: RequestContext,
                        tried: list[tuple[Deployment, GenerationStats]]) -> Generation:

@@ -226,6 +226,9 @@ class Finish:
 
     reason: FinishReason
     usage: Usage
+    stop_sequence: str | None = None
+    """Which of the request's stop sequences ended the answer, when the backend says (Anthropic upstreams do;
+    llama.cpp and OpenAI do not, so their ``stop`` covers both a stop sequence and the model's own end)."""
 
 
 @record

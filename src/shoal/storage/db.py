@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger("shoal.storage")
@@ -48,15 +49,21 @@ def alembic_config(url: str) -> Config:
 
 
 class Database:
-    """Owns the engine and the session factory; pooled for PostgreSQL."""
+    """Owns the engine and the session factory; pooled for PostgreSQL.
+
+    The engine never renders SQL parameters into its errors (``hide_parameters``): a failed
+    statement's message is logged, and its parameters are prompts, answers and key hashes.
+    A SQLite file is made readable by its owner only, in a directory created for the owner only.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
         self.url = normalize_url(url)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"hide_parameters": True}
         if self.url.startswith("postgresql"):
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800)
         else:
             kwargs.update(connect_args={"timeout": 30})
+            private_sqlite_file(self.url)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if not self.url.startswith("postgresql"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -109,6 +116,34 @@ class Database:
         await self.engine.dispose()
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if missing; the directory itself for its owner only (0700).
+
+    An existing directory keeps its mode: it may be one the user chose and shares on purpose.
+    """
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create a SQLite database file 0600 (in a 0700 directory) before SQLite creates it 0644.
+
+    SQLite gives its WAL and shared-memory files the database file's mode, so they stay
+    private too. An existing file is narrowed to 0600: it holds key hashes and stored prompts.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_dir(path.parent)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """WAL: readers never wait for the writer, and a commit costs an append, not a full fsync cycle.
 
@@ -124,6 +159,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _safe_url(url: str) -> str:
     """The URL without its password, for logs."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

@@ -27,8 +27,11 @@ class ResponseRow(Base):
     input_items: Mapped[list] = mapped_column(JSON, nullable=False)
     conversation: Mapped[list] = mapped_column(JSON, nullable=False)
     instance: Mapped[str | None] = mapped_column(Text)
+    """The process running a background response (informational; recovery goes by the lease)."""
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    """While queued / in progress: the running process renews it; once past, any replica fails the row."""
 
-    __table_args__ = (Index("ix_responses_status_instance", "status", "instance"),)
+    __table_args__ = (Index("ix_responses_status_lease", "status", "lease_until"),)
 
 
 class ApiKeyRow(Base):
@@ -73,5 +76,8 @@ class UsageRow(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
     cost_usd: Mapped[float] = mapped_column(Float, nullable=False)
+    uid: Mapped[str | None] = mapped_column(String(32))
+    """Random id given by the writer: a retried insert skips the rows that did land (NULL before 0003)."""
 
-    __table_args__ = (Index("ix_usage_key_ts", "key_id", "ts"), Index("ix_usage_ts", "ts"))
+    __table_args__ = (Index("ix_usage_key_ts", "key_id", "ts"), Index("ix_usage_ts", "ts"),
+                      Index("uq_usage_uid", "uid", unique=True))

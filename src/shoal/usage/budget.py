@@ -1,10 +1,12 @@
 """Budgets: reserve a request's maximum cost before it runs, settle to the real cost after.
 
-A request is admitted while ``spent + reserved < budget`` for the key's current
-period, and then holds its maximum cost until it ends. Because a settled cost
-never exceeds its reservation, the spend can pass the budget by at most the
-reservation of the last request admitted (so, by at most the reservations in
-flight), however many requests race.
+A request is admitted only if its own maximum cost fits: ``spent + reserved +
+this reservation <= budget`` for the key's current period (and nothing once the
+budget is used up, even a free request); it then holds that cost until it ends.
+Because a settled cost never exceeds its reservation, the spend stays within the
+budget however many requests race. A reservation expires ``hold_seconds`` after
+it was made or last extended: the meter extends those of running generations, so
+only a crashed replica's reservations lapse.
 
 * :class:`LocalLedger`: one asyncio lock per key; the spend is read from the
   usage table and refreshed every few seconds (exact for one replica).
@@ -34,7 +36,7 @@ log = logging.getLogger("shoal.budget")
 SpendFn = Callable[[str, float], Awaitable[float]]
 """(key id, period start) -> USD spent since then, from the usage table."""
 HOLD_SECONDS = 900.0
-"""A reservation never settled (a crashed replica, a lost ``finish``) stops counting after this long."""
+"""A reservation neither settled nor extended (a crashed replica) stops counting after this long."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,24 @@ class Ledger(Protocol):
         """Release the reservation and add the real cost to the spend."""
         ...
 
+    async def extend(self, holds: list[BudgetHold]) -> None:
+        """Keep the reservations of generations still running from expiring."""
+        ...
 
-def _refusal(key: ApiKey, spent: float, held: float, end: float, now: float) -> QuotaExceededError:
+
+def fits(budget: float, spent: float, held: float, amount: float) -> bool:
+    """Whether a reservation of ``amount`` may be made (the rule both ledgers apply)."""
+    return spent + held < budget and spent + held + amount <= budget
+
+
+def _refusal(key: ApiKey, spent: float, held: float, amount: float, end: float, now: float) -> QuotaExceededError:
     resets = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    used_up = spent + held >= (key.budget_usd or 0.0)
+    why = "has used its budget" if used_up else f"cannot fit a request that may cost up to ${amount:.6f} in its budget"
+    hint = "" if used_up else " Lower max_tokens (or send a shorter prompt) to reserve less."
     return QuotaExceededError(
-        f"Key {key.id} has used its budget of ${key.budget_usd:.4f} for this {key.budget_period} "
-        f"(spent ${spent:.6f}, ${held:.6f} reserved by requests in flight). It resets at {resets}.",
+        f"Key {key.id} {why} of ${key.budget_usd:.4f} for this {key.budget_period} "
+        f"(spent ${spent:.6f}, ${held:.6f} reserved by requests in flight). It resets at {resets}.{hint}",
         headers={"retry-after": str(max(math.ceil(end - now), 1))})
 
 
@@ -85,10 +99,12 @@ class _Period:
 class LocalLedger:
     """Budgets in this process, with the spend of each period loaded from the usage table."""
 
-    def __init__(self, spend: SpendFn, *, clock: Callable[[], float] = time.time, refresh: float = 5.0) -> None:
+    def __init__(self, spend: SpendFn, *, clock: Callable[[], float] = time.time, refresh: float = 5.0,
+                 hold_seconds: float = HOLD_SECONDS) -> None:
         self._spend = spend
         self._clock = clock
         self._refresh = refresh
+        self.hold_seconds = hold_seconds
         self._periods: dict[str, _Period] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -108,10 +124,10 @@ class LocalLedger:
                 holds = state.holds if state is not None and state.label == label else {}
                 state = self._periods[key.id] = _Period(label, spent, now, holds)
             held = state.held(now)
-            if state.spent + held >= key.budget_usd:
-                raise _refusal(key, state.spent, held, end, now)
+            if not fits(key.budget_usd, state.spent, held, amount):
+                raise _refusal(key, state.spent, held, amount, end, now)
             hold = BudgetHold(key.id, label, secrets.token_hex(8), amount)
-            state.holds[hold.id] = (amount, now + HOLD_SECONDS)
+            state.holds[hold.id] = (amount, now + self.hold_seconds)
             return hold
 
     async def settle(self, hold: BudgetHold, actual: float) -> None:
@@ -122,6 +138,14 @@ class LocalLedger:
                 return
             state.holds.pop(hold.id, None)
             state.spent += actual
+
+    async def extend(self, holds: list[BudgetHold]) -> None:
+        """See :meth:`Ledger.extend` (no await: the loop is the lock)."""
+        expires = self._clock() + self.hold_seconds
+        for hold in holds:
+            state = self._periods.get(hold.key_id)
+            if state is not None and state.label == hold.label and hold.id in state.holds:
+                state.holds[hold.id] = (hold.amount, expires)
 
 
 RESERVE = """
@@ -139,19 +163,35 @@ for i = 1, #entries, 2 do
     held = held + amount
   end
 end
-if tonumber(spent) + held >= tonumber(ARGV[1]) then return {0, spent, tostring(held)} end
+local budget = tonumber(ARGV[1])
+if tonumber(spent) + held >= budget or tonumber(spent) + held + tonumber(ARGV[2]) > budget then
+  return {0, spent, tostring(held)}
+end
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[2] .. '@' .. tostring(now + tonumber(ARGV[5])))
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return {1, spent, tostring(held)}
 """
 
 SETTLE = """
+if not redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[3]) then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
 elseif redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('INCRBYFLOAT', KEYS[4], ARGV[2])
   redis.call('PEXPIRE', KEYS[4], 60000)
+end
+return 1
+"""
+
+EXTEND = """
+local until_ = ARGV[1]
+for i = 2, #ARGV do
+  local entry = redis.call('HGET', KEYS[1], ARGV[i])
+  if entry then
+    local sep = string.find(entry, '@', 1, true)
+    redis.call('HSET', KEYS[1], ARGV[i], string.sub(entry, 1, sep) .. until_)
+  end
 end
 return 1
 """
@@ -175,14 +215,16 @@ class RedisLedger:
     """
 
     def __init__(self, client: Any, prefix: str, spend: SpendFn, *, clock: Callable[[], float] = time.time,
-                 load_wait: float = 10.0) -> None:
+                 load_wait: float = 10.0, hold_seconds: float = HOLD_SECONDS) -> None:
         self.client = client
         self.prefix = prefix
         self._spend = spend
         self._clock = clock
         self._load_wait = load_wait
+        self.hold_seconds = hold_seconds
         self._reserve = client.register_script(RESERVE)
         self._settle = client.register_script(SETTLE)
+        self._extend = client.register_script(EXTEND)
         self._loaded = client.register_script(LOADED)
 
     def _keys(self, key_id: str, label: str) -> tuple[str, str, str, str]:
@@ -213,11 +255,11 @@ class RedisLedger:
                 status, spent, held = await self._reserve(
                     keys=list(keys[:2]),
                     args=[repr(float(key.budget_usd)), repr(float(amount)), hold.id, int(now * 1000),
-                          int(HOLD_SECONDS * 1000), ttl_ms])
+                          int(self.hold_seconds * 1000), ttl_ms])
                 if int(status) == 1:
                     return hold
                 if int(status) == 0:
-                    raise _refusal(key, float(spent), float(held), end, now)
+                    raise _refusal(key, float(spent), float(held), amount, end, now)
                 if time.monotonic() > deadline:
                     raise TimeoutError("budget spend was not loaded in time")
                 await self._load(key.id, start, end, keys)
@@ -227,8 +269,21 @@ class RedisLedger:
             raise unavailable(exc) from exc
 
     async def settle(self, hold: BudgetHold, actual: float) -> None:
-        """See :meth:`Ledger.settle`."""
+        """See :meth:`Ledger.settle`: a marker per reservation makes a retried settle count once."""
+        keys = [*self._keys(hold.key_id, hold.label), f"{self.prefix}:budget:settled:{hold.id}"]
         try:
-            await self._settle(keys=list(self._keys(hold.key_id, hold.label)), args=[hold.id, repr(float(actual))])
+            await self._settle(keys=keys, args=[hold.id, repr(float(actual)), int(self.hold_seconds * 1000)])
+        except Exception as exc:
+            raise unavailable(exc) from exc
+
+    async def extend(self, holds: list[BudgetHold]) -> None:
+        """See :meth:`Ledger.extend`: one script per key and period."""
+        until = repr(float(self._clock() * 1000 + self.hold_seconds * 1000))
+        groups: dict[tuple[str, str], list[str]] = {}
+        for hold in holds:
+            groups.setdefault((hold.key_id, hold.label), []).append(hold.id)
+        try:
+            for (key_id, label), ids in groups.items():
+                await self._extend(keys=[self._keys(key_id, label)[1]], args=[until, *ids])
         except Exception as exc:
             raise unavailable(exc) from exc

@@ -148,3 +148,72 @@ def test_input_items_pages_with_after_and_before() -> None:
         assert texts(page(order="asc", after=ids[3], before=ids[1])) == []
         bad = client.get(f"/v1/responses/{rid}/input_items", params={"after": "msg_nope"})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
+
+
+def wait_for_status(client: Any, response_id: str, want: set[str], timeout: float = 10.0) -> dict[str, Any]:
+    """Poll ``GET /v1/responses/{id}`` (bounded) until its status is one of ``want``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/v1/responses/{response_id}").json()
+        if body.get("status") in want:
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.02)
+
+
+def test_a_non_shoal_exception_in_the_background_runner_ends_the_row_failed(caplog: Any) -> None:
+    backend = ScriptedBackend()
+    with make_app(backend) as client:
+        store = client.app.state.services.responses.store  # type: ignore[attr-defined]
+
+        async def broken(*args: Any, **kwargs: Any) -> bool:
+            raise RuntimeError("an unexpected bug")
+
+        store.set_status = broken
+        created = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "background": True}).json()
+        body = wait_for_status(client, created["id"], {"failed", "completed", "cancelled"})
+        assert body["status"] == "failed" and body["error"]["code"] == "server_error"
+    assert any("background response" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
+def two_replicas(tmp_path: Any, a: ScriptedBackend, b: ScriptedBackend) -> Any:
+    """Two apps on one SQLite file, with a short lease (ticks every 0.1 s)."""
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    clients = [stack.enter_context(make_app(backend, database_url=url, response_lease_seconds=0.3))
+               for backend in (a, b)]
+    return stack, clients
+
+
+def test_a_cancel_on_another_replica_stops_the_run_and_stands(tmp_path: Any) -> None:
+    running = ScriptedBackend([TextDelta("a"), Delay(30), *text_script("never")])
+    stack, (a, b) = two_replicas(tmp_path, running, ScriptedBackend())
+    with stack:
+        rid = a.post("/v1/responses", json={"model": MODEL, "input": "hi", "background": True}).json()["id"]
+        wait_for_status(a, rid, {"in_progress"})
+        assert b.post(f"/v1/responses/{rid}/cancel").json()["status"] == "cancelled"
+        deadline = time.monotonic() + 5
+        while not running.closed_early or not running.closed_early[0]:
+            assert time.monotonic() < deadline, "the run on replica A was not stopped"
+            time.sleep(0.02)
+        time.sleep(0.3)  # A's run has ended: its final write would have landed by now
+        assert a.get(f"/v1/responses/{rid}").json()["status"] == "cancelled"
+        assert b.get(f"/v1/responses/{rid}").json()["status"] == "cancelled"
+
+
+def test_a_delete_on_another_replica_stops_the_run_and_is_not_undone(tmp_path: Any) -> None:
+    running = ScriptedBackend([TextDelta("a"), Delay(30), *text_script("never")])
+    stack, (a, b) = two_replicas(tmp_path, running, ScriptedBackend())
+    with stack:
+        rid = a.post("/v1/responses", json={"model": MODEL, "input": "hi", "background": True}).json()["id"]
+        wait_for_status(a, rid, {"in_progress"})
+        assert b.delete(f"/v1/responses/{rid}").status_code == 200
+        deadline = time.monotonic() + 5
+        while not running.closed_early or not running.closed_early[0]:
+            assert time.monotonic() < deadline, "the run on replica A was not stopped"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert a.get(f"/v1/responses/{rid}").status_code == 404
+        assert b.get(f"/v1/responses/{rid}").status_code == 404

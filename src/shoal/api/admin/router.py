@@ -34,7 +34,7 @@ async def admin_only(request: Request) -> None:
     tenancy(request).admin.check(authorization, session=authorization is None and console_admin(request))
 
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(admin_only)], include_in_schema=False)
+router = APIRouter(prefix="/admin", dependencies=[Depends(admin_only)], tags=["admin"])
 
 
 def _with_secret(key: ApiKey, secret: str) -> dict[str, Any]:

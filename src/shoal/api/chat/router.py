@@ -45,7 +45,8 @@ async def create_chat_completion(request: Request) -> Response:
         frames = chunk_frames(generation, completion_id=completion_id, created=created, model=generation.model,
                               include_usage=include_usage, logprobs=bool(body.logprobs))
         return sse.sse_response(_closing(generation, frames), headers=headers,
-                                keepalive=svc.settings.keepalive_seconds)
+                                keepalive=svc.settings.keepalive_seconds,
+                                write_timeout=svc.settings.write_timeout_seconds)
     try:
         result = await completion_body(generation, completion_id=completion_id, created=created,
                                        model=generation.model, logprobs=bool(body.logprobs))

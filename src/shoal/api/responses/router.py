@@ -43,17 +43,18 @@ async def create_response(request: Request) -> Response:
     turn = await svc.responses.open_turn(body, ctx, echo_fields(body, model),
                                          logprobs=LOGPROBS_INCLUDE in include, seal=ENCRYPTED_INCLUDE in include)
     headers = {"x-shoal-model": model}
-    keepalive = svc.settings.keepalive_seconds
+    keepalive, write_timeout = svc.settings.keepalive_seconds, svc.settings.write_timeout_seconds
     if body.background:
         run = await svc.responses.start_background(turn)
         if body.stream:
-            return sse.sse_response(_frames(svc.responses.follow(run, None)), headers=headers, keepalive=keepalive)
+            return sse.sse_response(_frames(svc.responses.follow(run, None)), headers=headers, keepalive=keepalive,
+                                    write_timeout=write_timeout)
         return _json(turn.builder.snapshot(), headers)
     if body.stream:
         generation = await svc.responses.start(turn)
         headers["x-shoal-model"] = generation.model
         return sse.sse_response(_frames(svc.responses.stream_foreground(turn, generation)),
-                                headers=headers, keepalive=keepalive)
+                                headers=headers, keepalive=keepalive, write_timeout=write_timeout)
     result = await svc.responses.run_foreground(turn)
     headers["x-shoal-model"] = result["model"]
     return _json(result, headers)
@@ -78,7 +79,8 @@ async def get_response(response_id: str, request: Request, stream: bool = False,
             raise InvalidRequestError("Only background responses running on this server can be streamed; "
                                       "fetch it without stream=true.", param="stream")
         return sse.sse_response(_frames(svc.responses.follow(run, starting_after)),
-                                keepalive=svc.settings.keepalive_seconds)
+                                keepalive=svc.settings.keepalive_seconds,
+                                write_timeout=svc.settings.write_timeout_seconds)
     if run is not None and not run.done:
         return _json(run.turn.builder.snapshot())
     return _json(stored.body)

@@ -11,6 +11,7 @@ from typing import Any
 
 from shoal.api.responses.builder import ResponseBuilder
 from shoal.api.responses.items import drop_oldest_turn, output_as_input, parse_items, stored_input_items
+from shoal.api.responses.leases import LeaseKeeper
 from shoal.api.responses.translate import SOURCES_INCLUDE, check_request, input_messages, to_generation
 from shoal.api.responses.web_search_loop import with_web_search
 from shoal.core.context import RequestContext
@@ -47,6 +48,10 @@ class BackgroundRun:
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     done: bool = False
     task: asyncio.Task[None] | None = None
+    finishing: bool = False
+    """Its final write is under way: nothing may cancel it any more."""
+    stopped: str | None = None
+    """Set when another replica cancelled or deleted it (or failed it): the stored state, which stands."""
 
 
 class ResponsesService:
@@ -59,6 +64,11 @@ class ResponsesService:
         self.runs: OrderedDict[str, BackgroundRun] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.leases = LeaseKeeper(store, self._running_ids, self._stop_elsewhere)
+
+    def open(self) -> None:
+        """Start the lease upkeep of background responses (needs a running loop)."""
+        self.leases.start()
 
     # -- building a turn ---------------------------------------------------
     async def open_turn(self, body: ResponsesRequest, context: RequestContext, echo: dict[str, Any],
@@ -185,6 +195,7 @@ class ResponsesService:
 
     async def _run_background(self, run: BackgroundRun) -> None:
         turn = run.turn
+        response_id = turn.builder.id
         try:
             try:
                 generation = await self.start(turn)
@@ -194,22 +205,70 @@ class ResponsesService:
                     await self._publish(run, event)
                 return
             turn.builder.response["status"] = "in_progress"
-            await self.store.set_status(turn.builder.id, "in_progress")
+            if not await self.store.set_status(response_id, "in_progress", was=("queued",)):
+                await generation.aclose()
+                run.stopped = await self.store.status(response_id) or "deleted"
+                await self._publish_stop(run)
+                return
             async for event in self.events(turn, generation):
                 await self._publish(run, event)
         except asyncio.CancelledError:
-            if self._closing:
+            if run.stopped is not None:
+                await self._publish_stop(run)
+            elif self._closing:
                 for event in turn.builder.fail(ShoalError("The server shut down before this response finished.")):
                     await self._publish(run, event)
             else:
                 turn.builder.response["status"] = "cancelled"
                 await self._publish(run, turn.builder.event(
                     "error", code="response_cancelled", message="The response was cancelled.", param=None))
+        except Exception:
+            # Not a ShoalError (events() turns those into response.failed): a bug or an unexpected
+            # library error. The row must still end, not stay queued / in_progress.
+            log.exception("background response %s failed", response_id)
+            if len(run.events) == 1:  # only response.queued so far
+                await self._publish(run, turn.builder.start()[0])
+            for event in turn.builder.fail(ShoalError("The server failed while generating this response.")):
+                await self._publish(run, event)
         finally:
-            await asyncio.shield(self.save(turn))
+            run.finishing = True
+            if run.stopped is None:
+                await asyncio.shield(self._store_final(turn))
             async with run.changed:
                 run.done = True
                 run.changed.notify_all()
+
+    async def _store_final(self, turn: Turn) -> None:
+        """The run's last write, only over a row still active: a cancel, delete or sweep done elsewhere stands."""
+        try:
+            if not await self.store.update_if_active(self.record(turn)):
+                log.info("background response %s was cancelled, deleted or failed elsewhere; its %s result "
+                         "is not stored", turn.builder.id, turn.builder.response["status"])
+        except Exception:
+            # The lease is no longer renewed: within lease_seconds a replica marks the row failed.
+            log.exception("could not store the result of background response %s", turn.builder.id)
+
+    async def _publish_stop(self, run: BackgroundRun) -> None:
+        """Tell this replica's followers that the stored state (set elsewhere) ended the run."""
+        turn = run.turn
+        state = run.stopped or "cancelled"
+        turn.builder.response["status"] = state if state in ("cancelled", "failed") else "cancelled"
+        await self._publish(run, turn.builder.event(
+            "error", code="response_cancelled" if state != "failed" else "server_error",
+            message=f"The response was {state} while it ran.", param=None))
+
+    def _running_ids(self) -> list[str]:
+        """Background responses running here whose leases need renewing."""
+        return [rid for rid, run in self.runs.items() if not run.done and not run.finishing]
+
+    def _stop_elsewhere(self, response_id: str, stored: str) -> None:
+        """Another replica cancelled, deleted or failed this run's row: stop generating, write nothing."""
+        run = self.runs.get(response_id)
+        if run is None or run.done or run.finishing or run.task is None:
+            return
+        log.info("background response %s was %s elsewhere: stopping it here", response_id, stored)
+        run.stopped = stored
+        run.task.cancel()
 
     async def follow(self, run: BackgroundRun, starting_after: int | None) -> AsyncIterator[dict[str, Any]]:
         """Replay a background run's events after ``starting_after``, then follow it live."""
@@ -236,19 +295,27 @@ class ResponsesService:
             raise InvalidRequestError("Only background responses can be cancelled.", param="response_id")
         run = self.runs.get(response_id)
         if run is not None and run.task is not None and not run.done:
-            run.task.cancel()
+            if not run.finishing:  # a cancel would cut its final write short: let it end as it ends
+                run.task.cancel()
             await asyncio.gather(run.task, return_exceptions=True)
             return run.turn.builder.response
         if stored.status in ACTIVE:
-            # Running on another replica (or orphaned): the stored status is what everyone reads.
+            # Running on another replica (or orphaned): the stored status is what everyone reads, and
+            # the running replica sees it at its next lease renewal and stops.
             stored.status = "cancelled"
             stored.body = {**stored.body, "status": "cancelled"}
-            await self.store.save(stored)
+            if not await self.store.update_if_active(stored):
+                # It ended meanwhile: report how.
+                current = await self.store.get(response_id, owner)
+                if current is None:
+                    raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+                return current.body
         return stored.body
 
     async def aclose(self) -> None:
         """Stop background runs (stored as failed: the server went away) and finish pending saves."""
         self._closing = True
+        await self.leases.aclose()
         for run in list(self.runs.values()):
             if run.task is not None and not run.done:
                 run.task.cancel()

@@ -150,6 +150,27 @@ class LocalBackend:
                 # The worker notices ``stop`` at its next token; don't block the loop on it.
                 worker.add_done_callback(lambda f: f.exception())
 
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        """The prompt tokens of ``request`` as this model sees it: its chat template applied, then tokenized.
+
+        Asks llama.cpp's own loopback port (``/apply-template``, ``/tokenize``): no slot is taken
+        and nothing is evaluated. Raises :class:`BackendFailure` if the model is not loaded.
+        """
+        if self._server is None:
+            raise BackendFailure("The local model is not loaded.")
+        import httpx
+
+        full = to_llama_body(request)
+        body = {k: full[k] for k in ("messages", "tools", "chat_template_kwargs") if k in full}
+        headers = {"Authorization": f"Bearer {self.http_api_key}"}
+        async with httpx.AsyncClient(base_url=self.listening_address, headers=headers, timeout=30.0) as http:
+            applied = await http.post("/apply-template", json=body)
+            applied.raise_for_status()
+            tokens = await http.post("/tokenize", json={"content": applied.json()["prompt"],
+                                                        "add_special": True, "parse_special": True})
+            tokens.raise_for_status()
+        return len(tokens.json()["tokens"])
+
     async def health(self) -> dict[str, Any]:
         """``ok`` once loaded."""
         return {"status": "ok" if self._server is not None else "loading", "load_seconds": self._load_seconds}
