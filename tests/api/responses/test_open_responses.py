@@ -8,6 +8,7 @@ retrieved and validated again.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,7 +56,13 @@ def stream(client: TestClient, **body: Any) -> list[dict[str, Any]]:
     assert resp.status_code == 200, resp.text
     events = [json.loads(f["data"]) for f in split_frames(resp.content) if "data" in f]
     validate_events(events)
-    stored = client.get(f"/v1/responses/{events[0]['response']['id']}")
+    # A streamed response is stored just after its stream ends: wait for it (bounded).
+    for _ in range(50):
+        stored = client.get(f"/v1/responses/{events[0]['response']['id']}")
+        if stored.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert stored.status_code == 200, stored.text
     validate_response(stored.json())
     return events
 
