@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from shoal import cli_admin
 from shoal.config import DEFAULT_MODEL, ConfigError, Settings, build_settings
@@ -33,7 +34,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--write-timeout-seconds", type=float,
                    help="drop a stream whose client has read nothing for this long, freeing its slot (default 30)")
     p.add_argument("--parallel", type=int, help="parallel slots per local model (default 4)")
-    p.add_argument("--ctx-per-slot", type=int, help="context tokens per slot (default 4096)")
+    p.add_argument("--ctx-per-slot", type=int, help="context tokens per slot, capped at the model's context (default 16384)")
     p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: all cores)")
     p.add_argument("--max-queue", type=int, help="requests that may wait for a slot before 503 (default 64)")
     p.add_argument("--max-body-bytes", type=int, help="largest accepted request body (default 16 MiB)")
@@ -51,12 +52,18 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                                             "tool (or SHOAL_WEB_SEARCH_URL; default: tool off)")
 
 
-def banner(settings: Settings, model_ids: list[str]) -> list[str]:
-    """The status lines printed once the server is ready."""
+def banner(settings: Settings, model_ids: list[str], contexts: dict[str, tuple[int, int]] | None = None) -> list[str]:
+    """The status lines printed once the server is ready.
+
+    ``contexts`` maps a local model's id to its (parallel slots, context tokens per slot): a prompt
+    longer than a slot's context is refused, so the banner says it plainly.
+    """
     key = "$SHOAL_API_KEY" if settings.auth_enabled else "none"
     first = model_ids[0] if model_ids else "MODEL"
     lines = [
         f"Shoal ready: serving {', '.join(model_ids)} at {settings.base_url}",
+        *(f"context: {model} has {slots} parallel slot(s) of {ctx} tokens each (a prompt plus its answer must fit "
+          "in one; --ctx-per-slot / --parallel)" for model, (slots, ctx) in (contexts or {}).items()),
         f"console: {settings.base_url[:-len('/v1')]}/",
         "auth: " + (f"on ({len(settings.api_keys)} static key(s)"
                     + (", managed keys, admin API" if settings.admin_token else "") + ")" if settings.auth_enabled
@@ -66,6 +73,12 @@ def banner(settings: Settings, model_ids: list[str]) -> list[str]:
         + f" -d '{{\"model\": \"{first}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'",
     ]
     return lines
+
+
+def local_contexts(cards: list[Any]) -> dict[str, tuple[int, int]]:
+    """(parallel slots, context tokens per slot) of every local model among ``cards``, by model id."""
+    return {c.id: (int(c.extra["parallel_slots"]), int(c.context_length)) for c in cards
+            if c.extra.get("engine") == "llama.cpp" and "parallel_slots" in c.extra}
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -114,7 +127,8 @@ def serve(args: argparse.Namespace) -> int:
         # A relayed request leaves few objects behind, but the ones in flight are counted again
         # and again by the youngest generation's tiny default threshold (700 allocations).
         gc.set_threshold(10_000, 10, 10)
-        for line in banner(settings, [c.id for c in services.pipeline.cards()]):
+        cards = services.pipeline.cards()
+        for line in banner(settings, [c.id for c in cards], local_contexts(cards)):
             log.info("%s", line)
 
     from shoal.storage.db import default_url

@@ -37,7 +37,9 @@ class Settings:
     model_cache: Path | None = None
     database_url: str | None = None
     parallel: int = 4
-    ctx_per_slot: int = 4096
+    ctx_per_slot: int = 16384
+    """Context tokens of each parallel slot (capped at the model's own context). 16k fits a coding agent's
+    prompt (Codex CLI sends ~8.6k tokens); the cost in memory and speed is in docs/benchmarks/context.md."""
     threads: int | None = None
     max_queue: int = 64
     max_body_bytes: int = 16 * 1024 * 1024

@@ -56,7 +56,8 @@ def chat_body(request: GenerationRequest, model: str, extra: dict[str, Any] | No
         body["stream_options"] = {"include_usage": True}
     for name, value in (("temperature", s.temperature), ("top_p", s.top_p), ("seed", s.seed),
                         ("max_tokens", s.max_tokens), ("user", request.user),
-                        ("reasoning_effort", request.reasoning_effort)):
+                        ("reasoning_effort", request.reasoning_effort), ("presence_penalty", s.presence_penalty),
+                        ("frequency_penalty", s.frequency_penalty)):
         if value is not None:
             body[name] = value
     if s.stop:

@@ -75,7 +75,9 @@ def responses_body(request: GenerationRequest, model: str, extra: dict[str, Any]
         "store": False,
     }
     for name, value in (("temperature", s.temperature), ("top_p", s.top_p), ("seed", s.seed),
-                        ("max_output_tokens", s.max_tokens), ("user", request.user)):
+                        ("max_output_tokens", s.max_tokens), ("user", request.user),
+                        ("presence_penalty", s.presence_penalty), ("frequency_penalty", s.frequency_penalty),
+                        ("prompt_cache_key", request.prompt_cache_key)):
         if value is not None:
             body[name] = value
     if s.stop:

@@ -103,6 +103,8 @@ class SamplingParams:
     max_tokens: int | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
 
 @record
@@ -157,6 +159,9 @@ class GenerationRequest:
     """``none`` / ``minimal`` / ``low`` / ``medium`` / ``high`` / ``xhigh``, passed on where the model supports it."""
     stream: bool = True
     """Whether the caller reads the answer as it is made; when False, an upstream may be asked for it whole."""
+    prompt_cache_key: str | None = None
+    """The caller's hint that requests with the same key share a prompt prefix (OpenAI's ``prompt_cache_key``):
+    for routing them to the same replica, where the prefix is already cached."""
 
     @cached_property
     def images(self) -> tuple[ImageInput, ...]:

@@ -148,6 +148,35 @@ class FunctionCallOutputItem(BaseModel):
         return "".join(p.text for p in self.output)
 
 
+class CustomToolCallItem(BaseModel):
+    """A ``custom_tool_call`` item replayed from an earlier output: free-form ``input`` to a custom tool."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["custom_tool_call"]
+    call_id: str
+    name: str
+    input: str
+    namespace: str | None = None
+    id: str | None = None
+    status: str | None = None
+
+
+class CustomToolCallOutputItem(BaseModel):
+    """A ``custom_tool_call_output`` item: the result of a custom tool call."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["custom_tool_call_output"]
+    call_id: str
+    output: str | list[InputPart]
+    id: str | None = None
+
+    def text(self) -> str:
+        """The output as plain text."""
+        if isinstance(self.output, str):
+            return self.output
+        return "".join(p.text for p in self.output)
+
+
 class ReasoningItem(BaseModel):
     """A ``reasoning`` item replayed from an earlier output."""
 
@@ -185,6 +214,8 @@ InputItem = Annotated[
         Annotated[InputMessage, Tag("message")],
         Annotated[FunctionCallItem, Tag("function_call")],
         Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+        Annotated[CustomToolCallItem, Tag("custom_tool_call")],
+        Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")],
         Annotated[ReasoningItem, Tag("reasoning")],
         Annotated[WebSearchCallItem, Tag("web_search_call")],
     ],
@@ -216,16 +247,74 @@ class WebSearchTool(BaseModel):
     user_location: dict[str, Any] | None = None
 
 
+class CustomTool(BaseModel):
+    """A ``custom`` tool: the model writes free-form text as its input (``format`` text or a grammar).
+
+    Shoal offers it to the model as a function taking one string; a grammar is shown, not enforced.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["custom"]
+    name: ToolName
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+def _namespace_member_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "custom" if kind == "custom" else "function"
+
+
+NamespaceMember = Annotated[
+    Union[Annotated[FunctionTool, Tag("function")], Annotated[CustomTool, Tag("custom")]],
+    Discriminator(_namespace_member_kind),
+]
+
+
+class NamespaceTool(BaseModel):
+    """A ``namespace`` tool: function and custom tools grouped under a shared name (``crm``).
+
+    Its tools are offered to the model by their own names; a call comes back with ``namespace`` set.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["namespace"]
+    name: ToolName
+    description: str | None = None
+    tools: list[NamespaceMember]
+
+
+HOSTED_TOOL_TYPES = ("file_search", "computer", "computer_use_preview", "mcp", "code_interpreter",
+                     "programmatic_tool_calling", "image_generation", "local_shell", "shell", "tool_search",
+                     "apply_patch")
+"""OpenAI's built-in tools that Shoal cannot run: accepted, then left out of the model's tools (docs/tools.md)."""
+
+
+class HostedTool(BaseModel):
+    """A built-in tool of :data:`HOSTED_TOOL_TYPES` (its settings kept as sent, for the echo)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["file_search", "computer", "computer_use_preview", "mcp", "code_interpreter",
+                  "programmatic_tool_calling", "image_generation", "local_shell", "shell", "tool_search",
+                  "apply_patch"]
+
+
 def _tool_kind(value: Any) -> str:
     data = value if isinstance(value, dict) else getattr(value, "__dict__", {})
-    if str(data.get("type", "")).startswith("web_search"):
+    kind = str(data.get("type", ""))
+    if kind.startswith("web_search"):
         return "web_search"
+    if kind in ("namespace", "custom"):
+        return kind
+    if kind in HOSTED_TOOL_TYPES:
+        return "hosted"
     return "chat" if "function" in data else "flat"
 
 
 ResponsesTool = Annotated[
     Union[Annotated[FunctionTool, Tag("flat")], Annotated[ChatTool, Tag("chat")],
-          Annotated[WebSearchTool, Tag("web_search")]],
+          Annotated[WebSearchTool, Tag("web_search")], Annotated[NamespaceTool, Tag("namespace")],
+          Annotated[CustomTool, Tag("custom")], Annotated[HostedTool, Tag("hosted")]],
     Discriminator(_tool_kind),
 ]
 
@@ -238,9 +327,23 @@ class FunctionToolChoice(BaseModel):
 
 
 class HostedToolChoice(BaseModel):
-    """``{"type": "web_search"}``: a built-in tool as the choice (the model still decides to search)."""
+    """``{"type": "web_search"}``: a built-in tool as the choice (the model still decides to search).
 
-    type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11"]
+    The other built-in types are accepted here only to be refused by name (Shoal cannot run them).
+    """
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
+                  "file_search", "computer", "computer_use_preview", "mcp", "code_interpreter",
+                  "programmatic_tool_calling", "image_generation", "local_shell", "shell", "tool_search",
+                  "apply_patch"]
+
+
+class CustomToolChoice(BaseModel):
+    """``{"type": "custom", "name": ...}``: force a custom tool."""
+
+    type: Literal["custom"]
+    name: str
 
 
 class ReasoningParam(BaseModel):
@@ -298,7 +401,7 @@ class ResponsesRequest(StopMixin, WireModel):
     background: Flag = False
     tools: list[ResponsesTool] | None = None
     tool_choice: (Literal["none", "auto", "required"] | FunctionToolChoice | NamedToolChoice | HostedToolChoice
-                  | None) = None
+                  | CustomToolChoice | None) = None
     parallel_tool_calls: Flag | None = None
     reasoning: ReasoningParam | None = None
     text: TextParam | None = None
@@ -306,9 +409,15 @@ class ResponsesRequest(StopMixin, WireModel):
     top_logprobs: TopLogprobs | None = None
     truncation: Literal["auto", "disabled"] | None = None
     seed: Seed | None = None
-    # Chat's sampling penalties, accepted and range-checked as there; not passed to the engine.
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
+    max_tool_calls: Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)] | None = None
+    """At most this many tool calls in the response (function and custom calls, and built-in searches)."""
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    """Accepted; Shoal has one tier, reported as ``default``."""
+    safety_identifier: Annotated[str, Field(max_length=64)] | None = None
+    prompt_cache_key: Annotated[str, Field(max_length=1024)] | None = None
+    """A hint that requests sharing it share a prompt prefix (kept on the request for routing and caching)."""
 
     @field_validator("tools", mode="before")
     @classmethod

@@ -200,15 +200,14 @@ def test_logprobs_include_and_top_logprobs_bounds(client: TestClient, backend: S
     assert err["param"] == "top_logprobs" and "20" in err["message"]
 
 
-def test_web_search_without_a_provider_is_a_clear_400(client: TestClient, backend: ScriptedBackend) -> None:
+def test_web_search_without_a_provider_is_left_out_unless_forced(client: TestClient, backend: ScriptedBackend,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
     for kind in ("web_search", "web_search_2025_08_26"):
-        err = error(post(client, tools=[{"type": kind}]))
-        assert "no search provider" in err["message"] and "--web-search-url" in err["message"]
-        assert err["code"] == "web_search_unavailable"
-    assert backend.requests == []
-
-
-def test_a_function_named_web_search_beside_the_builtin_is_a_400(client: TestClient,
-                                                                  backend: ScriptedBackend) -> None:
-    err = error(post(client, tools=[{"type": "web_search"}, {"type": "function", "name": "web_search"}]))
-    assert err["param"] == "tools"
+        resp = post(client, tools=[WEATHER, {"type": kind}])
+        assert resp.status_code == 200, resp.text
+        assert [t.name for t in backend.requests[-1].tools] == ["get_weather"]
+        assert resp.json()["tools"][1] == {"type": kind}  # echoed as sent, as OpenAI does
+    assert "left out tool(s) this server cannot run: web_search" in caplog.text
+    err = error(post(client, tools=[{"type": "web_search"}], tool_choice={"type": "web_search"}))
+    assert "no search provider" in err["message"] and "--web-search-url" in err["message"]
+    assert err["code"] == "web_search_unavailable" and err["param"] == "tool_choice"

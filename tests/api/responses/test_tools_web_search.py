@@ -156,3 +156,12 @@ def test_no_search_means_a_plain_answer(client: TestClient, backend: ScriptedBac
     body = client.post("/v1/responses", json=BODY).json()
     assert [o["type"] for o in body["output"]] == ["message"]
     assert body["output"][0]["content"][0]["annotations"] == []
+
+
+def test_a_function_named_web_search_beside_the_builtin_is_a_400(client: TestClient,
+                                                                  backend: ScriptedBackend) -> None:
+    resp = client.post("/v1/responses", json={**BODY, "tools": [{"type": "web_search"},
+                                                                {"type": "function", "name": "web_search"}]})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == "tools"
+    assert backend.requests == []

@@ -12,6 +12,7 @@ from typing import Any
 
 from shoal.api.encoding import logprob_dicts, new_id
 from shoal.api.responses.items import seal_reasoning
+from shoal.api.responses.tools import OfferedTools, custom_input
 from shoal.core.types import (
     Citation,
     Finish,
@@ -39,13 +40,16 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
     }
 
 
+CALL_KINDS = frozenset({"function_call", "custom_tool_call"})
+
 SDK_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
 
 
 class ResponseBuilder:
     """Feeds on generation events; keeps the response snapshot and numbers the events."""
 
-    def __init__(self, base: dict[str, Any], *, logprobs: bool = False, seal: bool = False) -> None:
+    def __init__(self, base: dict[str, Any], *, logprobs: bool = False, seal: bool = False,
+                 tools: OfferedTools | None = None, max_tool_calls: int | None = None) -> None:
         now = int(time.time())
         self.response: dict[str, Any] = {
             "id": base.get("id") or new_id("resp_"),
@@ -62,12 +66,17 @@ class ResponseBuilder:
         }
         self.logprobs = logprobs
         self.seal = seal
+        self.tools = tools or OfferedTools()
+        self.max_tool_calls = max_tool_calls
+        # Calls past max_tool_calls, left out of the response (by the backend's call index).
+        self._over_limit: set[int] = set()
         self.sequence = 0
         self._open: dict[str, Any] | None = None
         self._open_kind: str | None = None
         self._open_key: int | None = None
         self._call_items: dict[int, dict[str, Any]] = {}
         self._calls_open: dict[int, dict[str, Any]] = {}
+        self._custom_arguments: dict[str, str] = {}
 
     @property
     def id(self) -> str:
@@ -92,7 +101,7 @@ class ResponseBuilder:
         out = self._close_item()
         # Items stream one at a time, as OpenAI sends them: a new call closes the one before.
         out += self._close_calls()
-        if kind == "function_call":
+        if kind in CALL_KINDS:
             assert key is not None
             self._calls_open[key] = item
         else:
@@ -115,7 +124,8 @@ class ResponseBuilder:
     def _close_calls(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for key in sorted(self._calls_open):
-            out += self._finish_item(self._calls_open.pop(key), "function_call")
+            item = self._calls_open.pop(key)
+            out += self._finish_item(item, item["type"])
         return out
 
     def _close_item(self) -> list[dict[str, Any]]:
@@ -145,7 +155,15 @@ class ResponseBuilder:
         elif kind == "function_call":
             out.append(self.event("response.function_call_arguments.done", item_id=item["id"],
                                    output_index=index, name=item["name"], arguments=item["arguments"]))
-        if item["status"] != "failed":
+        elif kind == "custom_tool_call":
+            # The input is known only once the call's arguments ({"input": ...}) are whole: one delta.
+            item["input"] = custom_input(self._custom_arguments.pop(item["id"], ""))
+            if item["input"]:
+                out.append(self.event("response.custom_tool_call_input.delta", item_id=item["id"],
+                                       output_index=index, delta=item["input"]))
+            out.append(self.event("response.custom_tool_call_input.done", item_id=item["id"],
+                                   output_index=index, input=item["input"]))
+        if item["status"] not in ("failed", "incomplete"):
             item["status"] = "completed"
         out.append(self.event("response.output_item.done", output_index=index, item=_copy(item)))
         return out
@@ -177,24 +195,7 @@ class ResponseBuilder:
                                    output_index=len(self.response["output"]) - 1, content_index=0,
                                    delta=event.text, logprobs=lps))
         elif isinstance(event, ToolCallDelta):
-            late = self._call_items.get(event.index)
-            if late is not None and event.index not in self._calls_open:
-                # An upstream interleaved its calls (0, 1, 0): call 0's item is already done, so the
-                # fragment can only be folded into the final response, not streamed.
-                late["arguments"] += event.arguments
-                return out
-            item = self._calls_open.get(event.index)
-            if item is None:
-                item = {"id": new_id("fc_"), "type": "function_call", "status": "in_progress",
-                        "call_id": event.id or new_id("call_"), "name": event.name or "", "arguments": ""}
-                self._call_items[event.index] = item
-                out += self._open_item("function_call", item, key=event.index)
-            if event.name and not item["name"]:
-                item["name"] = event.name
-            if event.arguments:
-                item["arguments"] += event.arguments
-                out.append(self.event("response.function_call_arguments.delta", item_id=item["id"],
-                                       output_index=self.response["output"].index(item), delta=event.arguments))
+            out += self._tool_call(event)
         elif isinstance(event, ServerToolCall):
             out += self._server_tool_call(event)
         elif isinstance(event, Citation):
@@ -202,6 +203,53 @@ class ResponseBuilder:
         elif isinstance(event, Finish):
             out += self.finish(event)
         return out
+
+    def _tool_call(self, event: ToolCallDelta) -> list[dict[str, Any]]:
+        """A fragment of a call: a ``function_call`` item, or a ``custom_tool_call`` for a custom tool."""
+        out: list[dict[str, Any]] = []
+        if event.index in self._over_limit:
+            return out
+        late = self._call_items.get(event.index)
+        if late is not None and event.index not in self._calls_open:
+            # An upstream interleaved its calls (0, 1, 0): call 0's item is already done, so the
+            # fragment can only be folded into the final response, not streamed.
+            if late["type"] == "function_call":
+                late["arguments"] += event.arguments
+            return out
+        item = self._calls_open.get(event.index)
+        if item is None:
+            if self.max_tool_calls is not None and len(self._call_items) >= self.max_tool_calls:
+                self._over_limit.add(event.index)
+                return out
+            item = self._new_call(event)
+            self._call_items[event.index] = item
+            out += self._open_item(item["type"], item, key=event.index)
+        if event.name and not item["name"]:
+            item["name"] = event.name
+        if not event.arguments:
+            return out
+        if item["type"] == "custom_tool_call":
+            self._custom_arguments[item["id"]] = self._custom_arguments.get(item["id"], "") + event.arguments
+            return out
+        item["arguments"] += event.arguments
+        out.append(self.event("response.function_call_arguments.delta", item_id=item["id"],
+                               output_index=self.response["output"].index(item), delta=event.arguments))
+        return out
+
+    def _new_call(self, event: ToolCallDelta) -> dict[str, Any]:
+        """The item of a new call, shaped by the tool it calls (namespace, custom)."""
+        shape = self.tools.shape(event.name or "")
+        call_id = event.id or new_id("call_")
+        item: dict[str, Any]
+        if shape.kind == "custom":
+            item = {"id": new_id("ctc_"), "type": "custom_tool_call", "status": "in_progress", "call_id": call_id,
+                    "name": event.name or "", "input": ""}
+        else:
+            item = {"id": new_id("fc_"), "type": "function_call", "status": "in_progress", "call_id": call_id,
+                    "name": event.name or "", "arguments": ""}
+        if shape.namespace is not None:
+            item["namespace"] = shape.namespace
+        return item
 
     def _server_tool_call(self, event: ServerToolCall) -> list[dict[str, Any]]:
         """A built-in web search: its item, and in_progress → searching → completed events."""
@@ -239,6 +287,11 @@ class ResponseBuilder:
 
     def finish(self, event: Finish) -> list[dict[str, Any]]:
         """Close the open items; ``response.completed`` or ``response.incomplete``."""
+        if event.reason == "length":
+            # Cut by max_output_tokens: the items being written are incomplete, as OpenAI marks them.
+            for item in [self._open, *self._calls_open.values()]:
+                if item is not None:
+                    item["status"] = "incomplete"
         out = self._close_item() + self._close_calls()
         self.response["usage"] = usage_dict(event.usage)
         self.response["completed_at"] = int(time.time())
@@ -286,8 +339,9 @@ def _choice(output: list[dict[str, Any]], finish_reason: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if reasoning:
         message["reasoning_content"] = reasoning
-    calls = [i for i in output if i["type"] == "function_call"]
+    calls = [i for i in output if i["type"] in CALL_KINDS]
     if calls:
         message["tool_calls"] = [{"id": c["call_id"], "type": "function",
-                                  "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]
+                                  "function": {"name": c["name"], "arguments": c.get("arguments", c.get("input"))}}
+                                 for c in calls]
     return {"index": 0, "finish_reason": finish_reason, "message": message}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.protocol.chat import ChatTool
-from shoal.protocol.responses import HostedToolChoice, ResponsesRequest, WebSearchTool
+from shoal.protocol.responses import CustomToolChoice, FunctionTool, HostedToolChoice, ResponsesRequest
 
 
 def text_echo(body: ResponsesRequest) -> dict[str, Any]:
@@ -33,13 +33,16 @@ def echo_fields(body: ResponsesRequest, model: str) -> dict[str, Any]:
             fn = tool.function
             tools.append({"type": "function", "name": fn.name, "description": fn.description,
                           "parameters": fn.parameters, "strict": fn.strict})
-        elif isinstance(tool, WebSearchTool):
-            tools.append(tool.model_dump(exclude_none=True))
-        else:
+        elif isinstance(tool, FunctionTool):
             tools.append(tool.model_dump(exclude_none=False))
+        else:
+            # namespace, custom and built-in tools: as sent (those Shoal cannot run included, as OpenAI echoes them).
+            tools.append(tool.model_dump(exclude_none=True))
     choice = body.tool_choice
     if isinstance(choice, HostedToolChoice):
         choice_echo: Any = {"type": choice.type}
+    elif isinstance(choice, CustomToolChoice):
+        choice_echo = {"type": "custom", "name": choice.name}
     elif choice is not None and not isinstance(choice, str):
         name = getattr(choice, "name", None) or choice.function.name  # type: ignore[union-attr]
         choice_echo = {"type": "function", "name": name}
@@ -64,4 +67,11 @@ def echo_fields(body: ResponsesRequest, model: str) -> dict[str, Any]:
         "top_logprobs": body.top_logprobs or 0,
         "truncation": body.truncation or "disabled",
         "user": body.user,
+        # Required by the Open Responses schema (numbers and a tier, never null).
+        "presence_penalty": body.presence_penalty if body.presence_penalty is not None else 0.0,
+        "frequency_penalty": body.frequency_penalty if body.frequency_penalty is not None else 0.0,
+        "max_tool_calls": body.max_tool_calls,
+        "service_tier": "default",
+        "safety_identifier": body.safety_identifier,
+        "prompt_cache_key": body.prompt_cache_key,
     }

@@ -12,7 +12,8 @@ from shoal.api.encoding import new_id
 from shoal.protocol.responses import InputItem, InputMessage, ReasoningItem, ResponsesRequest
 
 _ITEMS = TypeAdapter(list[InputItem])
-_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
+_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_",
+           "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_"}
 
 
 def stored_input_items(body: ResponsesRequest) -> list[dict[str, Any]]:
@@ -48,9 +49,9 @@ def output_as_input(output: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "reasoning":
             items.append({"id": item["id"], "type": "reasoning", "summary": list(item.get("summary", ())),
                           "content": list(item.get("content") or ())})
-        elif kind == "function_call":
-            items.append({"id": item["id"], "type": "function_call", "call_id": item["call_id"],
-                          "name": item["name"], "arguments": item["arguments"]})
+        elif kind in ("function_call", "custom_tool_call"):
+            items.append({k: item[k] for k in ("id", "type", "call_id", "name", "arguments", "input", "namespace")
+                          if k in item})
     return items
 
 

@@ -89,19 +89,22 @@ class ResponsesService:
             history = list(prev.conversation)
         if body.background and not body.store:
             raise InvalidRequestError("background mode requires store=true.", param="background")
-        await check_request(body, search_available=self.search is not None, context_length=context_length)
-        return Turn(body, context, history, stored_input_items(body), ResponseBuilder(echo, logprobs=logprobs, seal=seal))
+        offered = await check_request(body, search_available=self.search is not None, context_length=context_length)
+        builder = ResponseBuilder(echo, logprobs=logprobs, seal=seal, tools=offered, max_tool_calls=body.max_tool_calls)
+        return Turn(body, context, history, stored_input_items(body), builder)
 
     async def start(self, turn: Turn) -> Generation:
         """Start generating; with ``truncation: auto`` drop the oldest turns until the prompt fits."""
         for _ in range(MAX_TRUNCATION_STEPS):
-            request = to_generation(turn.body, input_messages(parse_items(turn.history)))
+            request = to_generation(turn.body, input_messages(parse_items(turn.history)),
+                                    search_available=self.search is not None)
             try:
                 generation = await self.pipeline.start(request, turn.context)
                 # Behind a router the deployment picked decides which model answered.
                 turn.builder.response["model"] = generation.model
                 return with_web_search(generation, request, pipeline=self.pipeline, context=turn.context,
-                                       provider=self.search, sources=SOURCES_INCLUDE in (turn.body.include or ()))
+                                       provider=self.search, sources=SOURCES_INCLUDE in (turn.body.include or ()),
+                                       max_searches=turn.body.max_tool_calls)
             except InvalidRequestError as exc:
                 if exc.code != "context_length_exceeded":
                     raise

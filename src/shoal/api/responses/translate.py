@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import logging
 from dataclasses import replace
 
 from shoal.api.formats import (
@@ -10,13 +11,13 @@ from shoal.api.formats import (
     SchemaCheck,
     check_schema_sizes,
     check_tool_choice,
-    check_tools,
     constrained_tools,
     json_schema_format,
     tool_param,
     validate_schemas,
 )
 from shoal.api.responses.items import unseal_reasoning
+from shoal.api.responses.tools import WEB_SEARCH, OfferedTools, custom_arguments, offered_tools
 from shoal.core.types import (
     ContentPart,
     GenerationRequest,
@@ -27,11 +28,12 @@ from shoal.core.types import (
     SamplingParams,
     ToolCall,
     ToolChoice,
-    ToolSpec,
 )
 from shoal.errors import InvalidRequestError
-from shoal.protocol.chat import ChatTool
 from shoal.protocol.responses import (
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
+    CustomToolChoice,
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionToolChoice,
@@ -44,21 +46,13 @@ from shoal.protocol.responses import (
     WebSearchTool,
 )
 
+log = logging.getLogger("shoal.responses")
+
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 ENCRYPTED_INCLUDE = "reasoning.encrypted_content"
 SOURCES_INCLUDE = "web_search_call.action.sources"
 KNOWN_INCLUDES = frozenset({LOGPROBS_INCLUDE, ENCRYPTED_INCLUDE, SOURCES_INCLUDE})
 FORMAT_PARAM = "text.format.schema"
-
-WEB_SEARCH = ToolSpec(
-    "web_search",
-    "Search the web for current information. Returns numbered results with title, URL and snippet; "
-    "cite them in the answer by their URL.",
-    {"type": "object", "properties": {"query": {"type": "string", "description": "What to search for"}},
-     "required": ["query"]},
-)
-"""How the built-in web search is offered to the model: as a function it may call."""
-
 
 def _parts(item: InputMessage) -> list[ContentPart]:
     """The content as ordered text and image parts."""
@@ -90,14 +84,15 @@ def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
             think = take_reasoning() if item.role == "assistant" else None
             messages.append(Message.of_parts(item.role, _parts(item), tool_calls=calls,
                                              tool_call_id=item.tool_call_id, reasoning=think))
-        elif isinstance(item, FunctionCallItem):
-            call = ToolCall(item.call_id, item.name, item.arguments)
+        elif isinstance(item, (FunctionCallItem, CustomToolCallItem)):
+            arguments = item.arguments if isinstance(item, FunctionCallItem) else custom_arguments(item.input)
+            call = ToolCall(item.call_id, item.name, arguments)
             last = messages[-1] if messages else None
             if last is not None and last.role == "assistant" and last.tool_calls and not reasoning:
                 messages[-1] = replace(last, tool_calls=(*last.tool_calls, call))
             else:
                 messages.append(Message(role="assistant", content="", tool_calls=(call,), reasoning=take_reasoning()))
-        elif isinstance(item, FunctionCallOutputItem):
+        elif isinstance(item, (FunctionCallOutputItem, CustomToolCallOutputItem)):
             messages.append(Message(role="tool", content=item.text(), tool_call_id=item.call_id))
         elif isinstance(item, ReasoningItem):
             reasoning.append(item.text() or unseal_reasoning(item))
@@ -107,28 +102,6 @@ def input_messages(items: str | Sequence[InputItem]) -> list[Message]:
 def wants_web_search(body: ResponsesRequest) -> bool:
     """Whether ``tools`` has the built-in web search."""
     return any(isinstance(tool, WebSearchTool) for tool in body.tools or ())
-
-
-def _functions(body: ResponsesRequest) -> list[tuple[int, ToolSpec]]:
-    """The function tools, each with its index in ``tools``."""
-    specs = []
-    for index, tool in enumerate(body.tools or ()):
-        if isinstance(tool, ChatTool):
-            fn = tool.function
-            specs.append((index, ToolSpec(fn.name, fn.description, fn.parameters, bool(fn.strict))))
-        elif not isinstance(tool, WebSearchTool):
-            specs.append((index, ToolSpec(tool.name, tool.description, tool.parameters, bool(tool.strict))))
-    return specs
-
-
-def _tools(body: ResponsesRequest) -> tuple[ToolSpec, ...]:
-    specs = [spec for _, spec in _functions(body)]
-    if wants_web_search(body):
-        if any(spec.name == WEB_SEARCH.name for spec in specs):
-            raise InvalidRequestError(f"A function named '{WEB_SEARCH.name}' cannot be used together with the "
-                                      "built-in web_search tool.", param="tools")
-        specs.append(WEB_SEARCH)
-    return tuple(specs)
 
 
 def text_format(body: ResponsesRequest) -> ResponseFormat | None:
@@ -142,19 +115,32 @@ def text_format(body: ResponsesRequest) -> ResponseFormat | None:
     return json_schema_format(fmt.name, fmt.json_schema, fmt.strict, fmt.description, FORMAT_PARAM)
 
 
-def _tool_choice(body: ResponsesRequest, tools: tuple[ToolSpec, ...]) -> ToolChoice:
+def _tool_choice(body: ResponsesRequest, offered: OfferedTools) -> ToolChoice:
     choice = body.tool_choice
+    if body.max_tool_calls == 0:
+        return "none"
     if choice is None:
         return "auto"
     if isinstance(choice, str):
-        return check_tool_choice(choice, tools)
+        return check_tool_choice(choice, offered.specs)
     if isinstance(choice, HostedToolChoice):
+        if not choice.type.startswith("web_search"):
+            raise InvalidRequestError(f"tool_choice forces the built-in tool '{choice.type}', which this server "
+                                      "cannot run.", param="tool_choice", code="tool_unavailable")
         if not wants_web_search(body):
             raise InvalidRequestError(f"tool_choice names the built-in tool '{choice.type}', which is not in 'tools'.",
                                       param="tool_choice")
+        if WEB_SEARCH not in offered.specs:
+            raise InvalidRequestError(
+                "tool_choice forces the web_search tool, which is not available: this server has no search provider "
+                "configured. Start shoal with --web-search-url URL (or SHOAL_WEB_SEARCH_URL) pointing at a "
+                "SearxNG-compatible JSON endpoint.", param="tool_choice", code="web_search_unavailable")
         return NamedTool(WEB_SEARCH.name)
-    name = choice.name if isinstance(choice, FunctionToolChoice) else choice.function.name
-    return check_tool_choice(NamedTool(name), tools)
+    if isinstance(choice, (FunctionToolChoice, CustomToolChoice)):
+        name = choice.name
+    else:
+        name = choice.function.name
+    return check_tool_choice(NamedTool(name), offered.specs)
 
 
 def check_include(body: ResponsesRequest) -> None:
@@ -165,10 +151,10 @@ def check_include(body: ResponsesRequest) -> None:
                                       + ", ".join(sorted(KNOWN_INCLUDES)) + ".", param="include")
 
 
-def _schemas(body: ResponsesRequest, fmt: ResponseFormat | None) -> list[SchemaCheck]:
-    """Every schema of the request, to validate: the tools' parameters, then the format's."""
+def _schemas(offered: OfferedTools, fmt: ResponseFormat | None) -> list[SchemaCheck]:
+    """Every schema of the request, to validate: the offered tools' parameters, then the format's."""
     out: list[SchemaCheck] = [(spec.parameters, f"function '{spec.name}'", tool_param("tools", index))
-                              for index, spec in _functions(body) if spec.parameters is not None]
+                              for index, spec in enumerate(offered.specs) if spec.parameters is not None]
     if fmt is not None and fmt.schema is not None:
         out.append((fmt.schema, f"response_format '{fmt.name}'", FORMAT_PARAM))
     return out
@@ -192,33 +178,33 @@ def _texts(body: ResponsesRequest) -> Iterator[tuple[str, str]]:
             yield f"input[{index}]", item.text()
 
 
-async def check_request(body: ResponsesRequest, *, search_available: bool, context_length: int | None = None) -> None:
+async def check_request(body: ResponsesRequest, *, search_available: bool,
+                        context_length: int | None = None) -> OfferedTools:
     """Every check of the request (tools, schemas and their sizes, choice, include), once, before anything runs.
 
     :func:`to_generation` (called again for each truncation step) leaves the tools'
     and format's schemas to this; their validity is checked off the event loop.
-    Also a 400 when the built-in web search is asked for and no search provider is configured,
-    and when the request's text cannot fit in ``context_length`` tokens (:func:`check_prompt_fits`).
+    A 400 when the request's text cannot fit in ``context_length`` tokens (:func:`check_prompt_fits`).
+    Returns the tools offered; those left out (built-in tools Shoal cannot run) are logged as a warning.
     """
     check_prompt_fits(_texts(body), context_length)
-    if wants_web_search(body) and not search_available:
-        raise InvalidRequestError(
-            "The web_search tool is not available: this server has no search provider configured. "
-            "Start shoal with --web-search-url URL (or SHOAL_WEB_SEARCH_URL) pointing at a SearxNG-compatible "
-            "JSON endpoint, or remove the tool.", param="tools", code="web_search_unavailable")
-    check_tools([spec for _, spec in _functions(body)])
-    request = to_generation(body)
+    offered = offered_tools(body, search_available=search_available)
+    if offered.dropped:
+        log.warning("responses: left out tool(s) this server cannot run: %s", ", ".join(offered.dropped))
+    request = to_generation(body, search_available=search_available)
     fmt = request.response_format
     forced = constrained_tools(request.tools, request.tool_choice)
     sizes = [(spec.parameters, tool_param("tools", index), spec.name in forced)
-             for index, spec in _functions(body) if spec.parameters is not None]
+             for index, spec in enumerate(offered.specs) if spec.parameters is not None]
     if fmt is not None and fmt.schema is not None:
         sizes.append((fmt.schema, FORMAT_PARAM, True))
     check_schema_sizes(sizes)
-    await validate_schemas(_schemas(body, fmt))
+    await validate_schemas(_schemas(offered, fmt))
+    return offered
 
 
-def to_generation(body: ResponsesRequest, history: Sequence[Message] = ()) -> GenerationRequest:
+def to_generation(body: ResponsesRequest, history: Sequence[Message] = (), *,
+                  search_available: bool = True) -> GenerationRequest:
     """The engine-neutral request for ``body`` (``history`` from a previous response goes first).
 
     Checks only what it needs to build the request (include, tool choice); the
@@ -230,7 +216,7 @@ def to_generation(body: ResponsesRequest, history: Sequence[Message] = ()) -> Ge
         messages.append(Message(role="system", content=body.instructions))
     messages.extend(history)
     messages.extend(input_messages(body.input))
-    tools = _tools(body)
+    offered = offered_tools(body, search_available=search_available)
     logprobs = LOGPROBS_INCLUDE in (body.include or ())
     sampling = SamplingParams(
         temperature=body.temperature,
@@ -240,17 +226,22 @@ def to_generation(body: ResponsesRequest, history: Sequence[Message] = ()) -> Ge
         max_tokens=body.output_limit,
         logprobs=logprobs or bool(body.top_logprobs),
         top_logprobs=body.top_logprobs or 0,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
     )
+    parallel = body.parallel_tool_calls if body.parallel_tool_calls is not None else True
     return GenerationRequest(
         model=body.model,
         messages=tuple(messages),
         sampling=sampling,
-        tools=tools,
-        tool_choice=_tool_choice(body, tools),
-        parallel_tool_calls=body.parallel_tool_calls if body.parallel_tool_calls is not None else True,
+        tools=offered.specs,
+        tool_choice=_tool_choice(body, offered),
+        # One call allowed: ask the engine for one, rather than cutting the extra ones off afterwards.
+        parallel_tool_calls=parallel and body.max_tool_calls != 1,
         user=body.user,
         response_format=text_format(body),
         reasoning_effort=body.reasoning.effort if body.reasoning is not None else None,
         # A background response can be followed live later, so it is generated as a stream.
         stream=bool(body.stream or body.background),
+        prompt_cache_key=body.prompt_cache_key,
     )

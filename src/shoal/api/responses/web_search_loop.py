@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from shoal.api.encoding import new_id
-from shoal.api.responses.translate import WEB_SEARCH
+from shoal.api.responses.tools import WEB_SEARCH
 from shoal.core.context import RequestContext
 from shoal.core.pipeline import Generation, Pipeline
 from shoal.core.types import (
@@ -52,12 +52,17 @@ _MARKER = re.compile(r"\[(\d{1,2})\]")
 
 
 def with_web_search(generation: Generation, request: GenerationRequest, *, pipeline: Pipeline,
-                    context: RequestContext, provider: SearchProvider | None, sources: bool = False) -> Generation:
-    """``generation`` itself, or — when the request offers web search — the loop around it."""
+                    context: RequestContext, provider: SearchProvider | None, sources: bool = False,
+                    max_searches: int | None = None) -> Generation:
+    """``generation`` itself, or — when the request offers web search — the loop around it.
+
+    ``max_searches`` (the request's ``max_tool_calls``) lowers the loop's own bound.
+    """
     if provider is None or not any(t.name == WEB_SEARCH.name for t in request.tools):
         return generation
+    limit = MAX_SEARCHES if max_searches is None else min(MAX_SEARCHES, max_searches)
     loop = WebSearchLoop(generation, request, pipeline=pipeline, context=context, provider=provider,
-                         sources=sources)
+                         sources=sources, max_searches=limit)
     return cast(Generation, loop)  # same interface: iterate for events, aclose() to end
 
 

@@ -73,6 +73,10 @@ def to_llama_body(request: GenerationRequest, *, tool_result_hint: bool = True) 
         body["top_p"] = s.top_p
     if s.seed is not None:
         body["seed"] = s.seed
+    if s.presence_penalty is not None:
+        body["presence_penalty"] = s.presence_penalty
+    if s.frequency_penalty is not None:
+        body["frequency_penalty"] = s.frequency_penalty
     if s.stop:
         body["stop"] = list(s.stop)
     if s.max_tokens is not None:
