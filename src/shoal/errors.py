@@ -143,6 +143,14 @@ class LimitsUnavailableError(ShoalError):
     default_code = "limits_unavailable"
 
 
+class StorageUnavailableError(ShoalError):
+    """503: the database did not take a write the answer depends on (a stored response), so it is not a success."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "storage_unavailable"
+
+
 class BackendError(ShoalError):
     """502/500: the engine or upstream failed while generating."""
 

@@ -217,3 +217,58 @@ def test_a_delete_on_another_replica_stops_the_run_and_is_not_undone(tmp_path: A
         time.sleep(0.3)
         assert a.get(f"/v1/responses/{rid}").status_code == 404
         assert b.get(f"/v1/responses/{rid}").status_code == 404
+
+
+def test_a_streamed_stored_response_is_stored_before_its_terminal_event() -> None:
+    backend = ScriptedBackend(text_script("Hello"))
+    with make_app(backend) as client:
+        store = client.app.state.services.responses.store  # type: ignore[attr-defined]
+        seen: list[str] = []
+        save = store.save
+
+        async def recording(record: Any) -> None:
+            await save(record)
+            seen.append(record.status)
+
+        store.save = recording
+        with client.stream("POST", "/v1/responses", json={"model": MODEL, "input": "hi", "stream": True}) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("data: ") and json.loads(line[6:])["type"] == "response.completed":
+                    # The client has the terminal event: the response is already on record.
+                    assert seen == ["completed"]
+                    response_id = json.loads(line[6:])["response"]["id"]
+        assert client.get(f"/v1/responses/{response_id}").json()["status"] == "completed"
+
+
+def _database_down(client: Any) -> None:
+    store = client.app.state.services.responses.store  # type: ignore[attr-defined]
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionRefusedError("database unreachable")
+
+    store.save = down
+
+
+def test_a_stream_whose_response_cannot_be_stored_ends_failed_not_completed() -> None:
+    backend = ScriptedBackend(text_script("Hello"))
+    with make_app(backend) as client:
+        _database_down(client)
+        resp = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "stream": True})
+        events = events_of(resp.text)
+        assert [e["type"] for e in events].count("response.completed") == 0
+        assert events[-1]["type"] == "response.failed"
+        assert events[-1]["response"]["error"]["code"] == "server_error"
+        numbers = [e["sequence_number"] for e in events]
+        assert numbers == sorted(set(numbers))
+
+
+def test_a_whole_response_that_cannot_be_stored_is_a_503() -> None:
+    backend = ScriptedBackend(text_script("Hello"))
+    with make_app(backend) as client:
+        _database_down(client)
+        resp = client.post("/v1/responses", json={"model": MODEL, "input": "hi"})
+        assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+        assert resp.json()["error"]["code"] == "storage_unavailable"
+        # Not stored, so not requested: store=false is served as usual.
+        ok = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "store": False})
+        assert ok.status_code == 200 and ok.json()["status"] == "completed"

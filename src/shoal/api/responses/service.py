@@ -16,10 +16,13 @@ from shoal.api.responses.translate import SOURCES_INCLUDE, check_request, input_
 from shoal.api.responses.web_search_loop import with_web_search
 from shoal.core.context import RequestContext
 from shoal.core.pipeline import Generation, Pipeline
-from shoal.errors import InvalidRequestError, NotFoundError, ShoalError
+from shoal.errors import InvalidRequestError, NotFoundError, ShoalError, StorageUnavailableError
 from shoal.protocol.responses import ResponsesRequest
 from shoal.storage.responses import ACTIVE, ResponseStore, StoredResponse
 from shoal.tools.web_search import SearchProvider
+
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+"""The events that end a Responses stream."""
 
 log = logging.getLogger("shoal.responses")
 
@@ -130,15 +133,28 @@ class ResponsesService:
         )
 
     async def save(self, turn: Turn) -> None:
-        """Store the turn if the request asked for it."""
-        if turn.body.store:
+        """Store the turn if the request asked for it; a database failure is a 503 (:class:`StorageUnavailableError`)."""
+        if not turn.body.store:
+            return
+        try:
             await self.store.save(self.record(turn))
+        except Exception as exc:
+            log.error("could not store response %s: %s", turn.builder.id, type(exc).__name__)
+            raise StorageUnavailableError("The response could not be stored: the database is unavailable. "
+                                          "Retry shortly.", headers={"retry-after": "1"}) from exc
 
     def save_later(self, turn: Turn) -> None:
         """Store from a context that may be cancelled (a client that went away)."""
-        task = asyncio.ensure_future(self.save(turn))
+        task = asyncio.ensure_future(self._save_quietly(turn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _save_quietly(self, turn: Turn) -> None:
+        # Nobody is left to tell: save() has logged the failure.
+        try:
+            await self.save(turn)
+        except StorageUnavailableError:
+            pass
 
     # -- running -----------------------------------------------------------
     async def events(self, turn: Turn, generation: Generation) -> AsyncIterator[dict[str, Any]]:
@@ -167,14 +183,27 @@ class ResponsesService:
         return turn.builder.response
 
     async def stream_foreground(self, turn: Turn, generation: Generation) -> AsyncIterator[dict[str, Any]]:
-        """Stream the events and store the result however the stream ends."""
+        """Stream the events and store the result however the stream ends.
+
+        A stored response is written before its terminal event goes out: a client that saw
+        ``response.completed`` can retrieve it. If that write fails, the stream ends with
+        ``response.failed`` instead, so a response that was not kept never looks like a success.
+        """
+        saved = False
         try:
             async for event in self.events(turn, generation):
+                if event["type"] in TERMINAL_EVENTS and turn.body.store:
+                    try:
+                        await self.save(turn)
+                        saved = True
+                    except StorageUnavailableError as exc:
+                        event = turn.builder.fail(exc)[-1]
                 yield event
         finally:
-            if turn.builder.response["status"] == "in_progress":
-                turn.builder.response["status"] = "cancelled"
-            self.save_later(turn)
+            if not saved:
+                if turn.builder.response["status"] == "in_progress":
+                    turn.builder.response["status"] = "cancelled"
+                self.save_later(turn)
 
     async def start_background(self, turn: Turn) -> BackgroundRun:
         """Queue the turn, store it as ``queued`` and run it in a task."""
