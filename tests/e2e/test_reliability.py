@@ -49,6 +49,12 @@ def test_fault_loses_truncates_and_sticks_nothing(stack: Stack, case: str) -> No
                                                  "stuck", "statuses", "by_kind", "usage_rows", "events",
                                                  "truncated_examples")}, indent=1)
     assert result["ok"] > 0, f"{case}: nothing succeeded, so nothing was measured:\n{figures}"
+    if case == "kill-9":
+        # Usage rows are written in batches every 50 ms (a commit per request would put a disk sync in
+        # every request's path), so a kill -9 loses the rows of the last batch window: counted in the report.
+        # What a client was told is kept (a stored response) must survive it.
+        assert (result["lost_stored"], result["truncated"], result["stuck"]) == (0, 0, 0), f"{case}:\n{figures}"
+        return
     assert (result["lost"], result["truncated"], result["stuck"]) == (0, 0, 0), f"{case}:\n{figures}"
 
 
