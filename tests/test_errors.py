@@ -145,3 +145,16 @@ def test_union_branch_labels_are_left_out_of_the_param() -> None:
     loc = ("body", "messages", 0, "content", "parts", 0, "image_url", "image_url")
     assert _path(loc, body, missing=True) == ["messages", "0", "content", "0", "image_url"]  # the missing field
     assert _path(("body", "messages", 0, "message"), body, missing=False) == ["messages", "0"]  # a model's own check
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500() -> None:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from shoal.errors import response_for
+
+    down = response_for(OperationalError("SELECT 1", {}, ConnectionRefusedError("refused")))
+    assert down.status_code == 503 and down.headers["retry-after"] == "1"
+    assert json.loads(down.body)["error"]["code"] == "storage_unavailable"
+    assert response_for(ConnectionResetError("reset")).status_code == 503
+    # A statement the database refused is a bug, not an outage.
+    assert response_for(IntegrityError("INSERT", {}, Exception("duplicate"))).status_code == 500

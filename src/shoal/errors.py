@@ -223,8 +223,22 @@ def response_for(exc: Exception) -> JSONResponse:
         err = cls(str(exc.detail))
         err.status_code = exc.status_code
         return error_response(err)
+    if _storage_down(exc):
+        # A database that cannot be reached is an outage to retry through, not a bug: 503, one line logged.
+        log.error("database unavailable: %s", type(exc).__name__)
+        return error_response(StorageUnavailableError("The server's database is unavailable. Retry shortly.",
+                                                      headers={"retry-after": "1"}))
     log.exception("unhandled error", exc_info=exc)
     return error_response(ShoalError("The server had an error while processing your request."))
+
+
+def _storage_down(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached (not that a statement was wrong)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def install_error_handlers(app: FastAPI) -> None:
