@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TypeVar
 
 import orjson
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from shoal.core.context import RequestContext
+from shoal.core.pipeline import Generation
 from shoal.errors import InvalidRequestError
 from shoal.protocol.common import WireModel
 
@@ -116,3 +118,12 @@ def context_window(request: Request, model: str) -> int | None:
     if model in pipeline.router.routers:
         return None
     return pipeline.resolve(model, context(request)).card.context_length
+
+
+async def closing(generation: Generation, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield ``frames`` and free the slot however the stream ends (done, error, disconnect)."""
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        await generation.aclose()

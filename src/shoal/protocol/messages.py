@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from .chat import ToolName
-from .common import WireModel
+from .common import MAX_STOP_CHARS, MAX_TOKEN_LIMIT, Flag, TokenLimit, WireModel, check_tool_count
 from .images import IMAGE_MEDIA_TYPES, check_image_url
 
 
@@ -242,6 +242,11 @@ class CountTokensRequest(WireModel):
     thinking: ThinkingParam | None = None
     output_config: OutputConfig | None = None
 
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _check_tools(cls, value: Any) -> Any:
+        return check_tool_count(value)
+
     def system_text(self) -> str:
         """``system`` as one string (its text blocks joined)."""
         if self.system is None:
@@ -254,12 +259,12 @@ class CountTokensRequest(WireModel):
 class MessagesRequest(CountTokensRequest):
     """The body of ``POST /v1/messages``."""
 
-    max_tokens: Annotated[int, Field(ge=1)]
-    stop_sequences: list[str] | None = None
-    stream: bool = False
-    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_k: Annotated[int, Field(ge=0)] | None = None
+    max_tokens: TokenLimit
+    stop_sequences: Annotated[list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]], Field(max_length=16)] | None = None
+    stream: Flag = False
+    temperature: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
+    top_k: Annotated[int, Field(ge=0, le=MAX_TOKEN_LIMIT, strict=True)] | None = None
     metadata: MetadataParam | None = None
 
     @field_validator("stop_sequences")

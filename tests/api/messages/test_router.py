@@ -161,7 +161,19 @@ def test_sdk_raises_its_own_errors(app: TestClient, sdk: anthropic.Anthropic, ba
     assert "temperature" in bad_request.value.message
 
 
-@pytest.mark.parametrize("fields", [{"max_tokens": None}, {"messages": [{"role": "tool", "content": "x"}]}])
+PLAIN_TOOL = {"name": "t", "input_schema": {"type": "object"}}
+
+
+@pytest.mark.parametrize("fields", [
+    {"max_tokens": None}, {"messages": [{"role": "tool", "content": "x"}]},
+    # The caps every API shares (protocol/common.py): strict types, 64-bit-safe numbers, at most 128 tools.
+    {"stream": "yes"}, {"max_tokens": 2**70}, {"max_tokens": "8"}, {"top_k": 2**70},
+    {"stop_sequences": ["x" * 257]}, {"stop_sequences": ["s"] * 17},
+    {"tools": [{**PLAIN_TOOL, "name": f"t{i}"} for i in range(129)]},
+    # More text than the model's context could hold, refused before anything tokenizes it.
+    {"messages": [{"role": "user", "content": "x" * (4096 * 64 + 1)}]},
+    {"system": "x" * (4096 * 64 + 1)},
+])
 def test_validation_is_invalid_request_error(app: TestClient, fields: dict[str, Any]) -> None:
     body = {k: v for k, v in {"model": "test-model", "max_tokens": 8, "messages": HI, **fields}.items()
             if v is not None}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -11,21 +10,11 @@ from fastapi.responses import Response
 from shoal import sse
 from shoal.api.chat.stream import chunk_frames, completion_body
 from shoal.api.chat.translate import translate
-from shoal.api.deps import authenticated, context, context_window, log_ignored, read_body, services
+from shoal.api.deps import authenticated, closing, context, context_window, log_ignored, read_body, services
 from shoal.api.encoding import new_id
-from shoal.core.pipeline import Generation
 from shoal.protocol.chat import ChatCompletionRequest
 
 router = APIRouter()
-
-
-async def _closing(generation: Generation, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield ``frames`` and free the slot however the stream ends (done, error, disconnect)."""
-    try:
-        async for frame in frames:
-            yield frame
-    finally:
-        await generation.aclose()
 
 
 async def create_chat_completion(request: Request) -> Response:
@@ -44,7 +33,7 @@ async def create_chat_completion(request: Request) -> Response:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = chunk_frames(generation, completion_id=completion_id, created=created, model=generation.model,
                               include_usage=include_usage, logprobs=bool(body.logprobs))
-        return sse.sse_response(_closing(generation, frames), headers=headers,
+        return sse.sse_response(closing(generation, frames), headers=headers,
                                 keepalive=svc.settings.keepalive_seconds,
                                 write_timeout=svc.settings.write_timeout_seconds)
     try:

@@ -9,19 +9,18 @@ whatever raised them, are answered in Anthropic's shape
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from shoal import sse
-from shoal.api.deps import authenticated, context, log_ignored, read_body, services
+from shoal.api.deps import authenticated, closing, context, context_window, log_ignored, read_body, services
 from shoal.api.encoding import new_id
 from shoal.api.messages.count import count_tokens
 from shoal.api.messages.stream import error_body, event_frames, message_body
 from shoal.api.messages.translate import translate
-from shoal.core.pipeline import Generation
 from shoal.errors import response_for
 from shoal.protocol.messages import CountTokensRequest, MessagesRequest
 
@@ -51,28 +50,19 @@ def anthropic_error(exc: Exception) -> Response:
                     status_code=plain.status_code, media_type="application/json", headers=headers)
 
 
-async def _closing(generation: Generation, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield ``frames`` and free the slot however the stream ends (done, error, disconnect)."""
-    try:
-        async for frame in frames:
-            yield frame
-    finally:
-        await generation.aclose()
-
-
 async def _create_message(request: Request) -> Response:
     """Create a message, streamed or not (the body is a :class:`MessagesRequest`)."""
     await authenticated(request)
     body = await read_body(request, MessagesRequest)
     log_ignored(body, "messages")
     svc = services(request)
-    generation = await svc.pipeline.start(await translate(body), context(request))
+    generation = await svc.pipeline.start(await translate(body, context_window(request, body.model)), context(request))
     message_id = new_id("msg_")
     # The context's headers (deployment, rate limits) are added by the edge.
     headers = {"x-shoal-model": generation.model}
     if body.stream:
         frames = event_frames(generation, message_id=message_id, model=generation.model)
-        return sse.sse_response(_closing(generation, frames), headers=headers,
+        return sse.sse_response(closing(generation, frames), headers=headers,
                                 keepalive=svc.settings.keepalive_seconds)
     try:
         result = await message_body(generation, message_id=message_id, model=generation.model)
@@ -86,7 +76,8 @@ async def _count_message_tokens(request: Request) -> Response:
     await authenticated(request)
     body = await read_body(request, CountTokensRequest)
     svc = services(request)
-    tokens = await count_tokens(svc.pipeline, await translate(body), context(request))
+    tokens = await count_tokens(svc.pipeline, await translate(body, context_window(request, body.model)),
+                                  context(request))
     return Response(sse.dumps({"input_tokens": tokens}), media_type="application/json")
 
 

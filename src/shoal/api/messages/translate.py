@@ -13,6 +13,7 @@ import json
 
 from shoal.api.formats import (
     SchemaCheck,
+    check_prompt_fits,
     check_schema_sizes,
     check_tool_choice,
     check_tools,
@@ -158,9 +159,15 @@ def _schema_checks(request: GenerationRequest) -> list[tuple[SchemaCheck, bool]]
     return out
 
 
-async def translate(body: CountTokensRequest) -> GenerationRequest:
-    """:func:`to_generation`, then the schemas' validity checked once, off the event loop (shoal.api.formats)."""
+async def translate(body: CountTokensRequest, context_length: int | None = None) -> GenerationRequest:
+    """:func:`to_generation`, then the schemas' validity checked once, off the event loop (shoal.api.formats).
+
+    Text that cannot fit in ``context_length`` tokens is a 400 before anything tokenizes it
+    (:func:`shoal.api.formats.check_prompt_fits`).
+    """
     request = to_generation(body)
+    check_prompt_fits(((("system" if m.role == "system" else "messages"), m.content) for m in request.messages),
+                      context_length)
     await validate_schemas([check for check, _ in _schema_checks(request)])
     return request
 
