@@ -395,7 +395,7 @@ def main(args: argparse.Namespace) -> int:
                     print(f"!! {name} did not start: {exc}", flush=True)
             targets: dict[str, tuple[str, int, str | None]] = {"upstream": (up_url, up_port, None)}
             targets |= {name: (f"http://{HOST}:{port}", port, token) for name, (_, port, token) in running.items()}
-            for name, (url, _, token) in targets.items():
+            for url, _, token in targets.values():
                 wrk(url, token, stream=False, conns=8, seconds=2, workdir=workdir)  # warm-up
             # Interleaved rounds: the machine's speed drifts (shared cores), so every target is measured
             # in every round, in a rotating order, and the report gives medians over the rounds.

@@ -259,7 +259,7 @@ def direct_worker(args: argparse.Namespace) -> int:
 
         error = None
         try:
-            result = server.handle_chat_completions(body, on_chunk)
+            result = server.handle_chat_completions(body, on_chunk)  # noqa: F821 (bound above; deleted only at exit)
             if isinstance(result, dict) and "error" in result:
                 error = str(result["error"])
         except BaseException as exc:  # noqa: BLE001

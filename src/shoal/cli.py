@@ -21,7 +21,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
     p.add_argument("--model", action="append", dest="models", metavar="PATH_OR_NAME",
-                   help=f"a GGUF path or a packaged model name, optionally ID=...; repeatable (default {DEFAULT_MODEL})")
+                   help="a GGUF path or a packaged model name, optionally ID=...; repeatable "
+                        f"(default {DEFAULT_MODEL})")
     p.add_argument("--config", type=Path, help="settings file (YAML)")
     p.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
                    help="accept this key (repeatable; also SHOAL_API_KEYS, comma-separated)")
@@ -34,12 +35,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--write-timeout-seconds", type=float,
                    help="drop a stream whose client has read nothing for this long, freeing its slot (default 30)")
     p.add_argument("--parallel", type=int, help="parallel slots per local model (default 4)")
-    p.add_argument("--ctx-per-slot", type=int, help="context tokens per slot, capped at the model's context (default 16384)")
+    p.add_argument("--ctx-per-slot", type=int,
+                   help="context tokens per slot, capped at the model's context (default 16384)")
     p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: all cores)")
     p.add_argument("--max-queue", type=int, help="requests that may wait for a slot before 503 (default 64)")
     p.add_argument("--max-body-bytes", type=int, help="largest accepted request body (default 16 MiB)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
-    p.add_argument("--access-log", action="store_true", default=None, help="log every HTTP request, and a line per generation (model, status, tokens, time to first token)")
+    p.add_argument("--access-log", action="store_true", default=None,
+                   help="log every HTTP request, and a line per generation (model, status, tokens, TTFT)")
     p.add_argument("--admin-token", help="enable the admin API (/admin/keys, /admin/usage) with this token "
                                          "(prefer SHOAL_ADMIN_TOKEN: flags show in ps)")
     p.add_argument("--redis-url", help="Redis for rate limits and budgets shared by replicas "

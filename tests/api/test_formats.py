@@ -68,7 +68,7 @@ def test_a_hostile_depth_is_refused_without_recursion() -> None:
 def agent_tools() -> list[dict[str, Any]]:
     """A realistic agent's tools: 40 functions, a few enums, nested options, long descriptions."""
     tools = []
-    for t in range(40):
+    for _ in range(40):
         props = {f"arg_{i}": {"type": "string", "description": "What this argument means. " * 4} for i in range(6)}
         props["mode"] = {"type": "string", "enum": ["fast", "careful", "dry_run", "verbose"]}
         props["options"] = obj(recursive={"type": "boolean"}, depth={"type": "integer"},

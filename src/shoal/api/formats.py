@@ -143,7 +143,8 @@ def check_schema_sizes(schemas: Sequence[tuple[Any, str, bool]], limits: SchemaL
         except orjson.JSONEncodeError:  # nested past orjson's 255 levels (in a 'default', say)
             crossed: str | None = "depth"
         else:
-            crossed = "schema_bytes" if shape.schema_bytes > limits.schema_bytes else _measure(schema, shape, limits, constrained)
+            crossed = ("schema_bytes" if shape.schema_bytes > limits.schema_bytes
+                       else _measure(schema, shape, limits, constrained))
         if crossed is not None:
             raise InvalidRequestError(_too_big(crossed, limits), param=param, code="schema_too_large")
     return shape

@@ -119,8 +119,8 @@ def _generation(operation_id: str, summary: str, request: type[BaseModel], answe
 
 
 def _error_responses() -> dict[str, Any]:
-    return {status: {"description": text, "content": {
-        "application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}}} for status, text in ERRORS.items()}
+    error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorResponse")}}}
+    return {status: {"description": text, "content": error} for status, text in ERRORS.items()}
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:

@@ -335,7 +335,8 @@ class Pipeline:
                     except TimeoutError:
                         if not limit.expired():
                             raise
-                        # Not the deployment's failure (it may have had only the last moments): its breaker is untouched.
+                        # Not the deployment's failure (it may have had only the last moments):
+                        # its breaker is untouched.
                         log.warning("deployment %s had not answered when the %g s deadline passed", dep.name,
                                     self.deadline)
                         return self._give_up(request, None, tried)

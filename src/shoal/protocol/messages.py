@@ -260,7 +260,8 @@ class MessagesRequest(CountTokensRequest):
     """The body of ``POST /v1/messages``."""
 
     max_tokens: TokenLimit
-    stop_sequences: Annotated[list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]], Field(max_length=16)] | None = None
+    stop_sequences: Annotated[list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]],
+                              Field(max_length=16)] | None = None
     stream: Flag = False
     temperature: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None

@@ -127,7 +127,7 @@ class Router:
         503 (with ``retry-after``) when every capable one is cooling down after failures.
         """
         spec = self.routers.get(request.model)
-        groups = self._groups_for(request.model, context)
+        groups: list[Sequence[Deployment]] = list(self._groups_for(request.model, context))
         if spec is not None:
             groups = order_models(groups, spec.policy, request)
         capable: list["Deployment"] = []

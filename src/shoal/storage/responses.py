@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.engine import CursorResult, Result
 
 from shoal.storage.db import Database
 from shoal.storage.tables import ResponseRow
@@ -29,6 +30,11 @@ class StoredResponse:
     previous_response_id: str | None = None
     background: bool = False
     created_at: float = field(default_factory=time.time)
+
+
+def _changed(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed (``execute`` is typed as a plain Result; DML returns a CursorResult)."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def _from_row(row: ResponseRow) -> StoredResponse:
@@ -81,7 +87,7 @@ class ResponseStore:
                 update(ResponseRow).where(ResponseRow.id == rec.id, ResponseRow.status.in_(ACTIVE)).values(
                     status=rec.status, model=rec.model, body=rec.body, conversation=rec.conversation,
                     updated_at=now, lease_until=now + self.lease_seconds if rec.status in ACTIVE else None))
-            return bool(result.rowcount)
+            return bool(_changed(result))
 
     async def get(self, response_id: str, owner: str | None) -> StoredResponse | None:
         """The response, if it exists and belongs to ``owner``."""
@@ -104,7 +110,7 @@ class ResponseStore:
                 delete(ResponseRow).where(ResponseRow.id == response_id, ResponseRow.owner == owner)
                 if owner is not None else
                 delete(ResponseRow).where(ResponseRow.id == response_id, ResponseRow.owner.is_(None)))
-            return bool(result.rowcount)
+            return bool(_changed(result))
 
     async def set_status(self, response_id: str, status: str, *, was: tuple[str, ...] = ACTIVE) -> bool:
         """Change only the status column (the body follows on the next write), if it is one of ``was``."""
@@ -112,7 +118,7 @@ class ResponseStore:
             result = await session.execute(
                 update(ResponseRow).where(ResponseRow.id == response_id, ResponseRow.status.in_(was))
                 .values(status=status, updated_at=time.time()))
-            return bool(result.rowcount)
+            return bool(_changed(result))
 
     async def renew(self, response_ids: Collection[str]) -> set[str]:
         """Extend the leases of these (running here) responses; returns those still active, hence renewed.
@@ -149,6 +155,6 @@ class ResponseStore:
                     update(ResponseRow).where(ResponseRow.id == response_id, ResponseRow.status.in_(ACTIVE),
                                               ResponseRow.lease_until < now)
                     .values(status="failed", body=body, updated_at=time.time(), lease_until=None))
-            if result.rowcount:
+            if _changed(result):
                 failed.append(response_id)
         return failed

@@ -70,16 +70,16 @@ def reasoning_effort(body: CountTokensRequest) -> str | None:
     if not isinstance(thinking, ThinkingEnabled):
         effort = body.output_config.effort if body.output_config else None
         return EFFORTS[effort] if effort else None
-    for bound, effort in EFFORT_BUDGETS:
+    for bound, level in EFFORT_BUDGETS:
         if thinking.budget_tokens < bound:
-            return effort
+            return level
     return "xhigh"
 
 
 def _tool_result(block: ToolResultBlock) -> tuple[Message, tuple[ImageInput, ...]]:
     """A ``tool`` message of the result's text, and the images it held (shown in a user turn after it)."""
     if isinstance(block.content, str):
-        text, images = block.content, ()
+        text, images = block.content, tuple[ImageInput, ...]()
     else:
         text = "".join(p.text for p in block.content if isinstance(p, TextBlock))
         images = tuple(ImageInput(p.url()) for p in block.content if isinstance(p, ImageBlock))

@@ -133,7 +133,10 @@ class ResponsesService:
         )
 
     async def save(self, turn: Turn) -> None:
-        """Store the turn if the request asked for it; a database failure is a 503 (:class:`StorageUnavailableError`)."""
+        """Store the turn if the request asked for it.
+
+        A database failure is a 503 (:class:`StorageUnavailableError`).
+        """
         if not turn.body.store:
             return
         try:
