@@ -117,16 +117,24 @@ async def test_sse_response_headers_and_body() -> None:
 
 # -- a client that stops reading ---------------------------------------------------------------
 
+STREAMS = {  # every streaming front-end honours --write-timeout-seconds (shoal.api.deps.stream_response)
+    "/v1/chat/completions": {"model": "test-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/messages": {"model": "test-model", "stream": True, "max_tokens": 8000,
+                     "messages": [{"role": "user", "content": "hi"}]},
+}
+
+
+@pytest.mark.parametrize("path", list(STREAMS))
 def test_a_client_that_stops_reading_loses_its_stream_and_frees_the_slot(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, path: str) -> None:
     """One slot; a streaming client that reads nothing; after the write timeout the next request is served."""
     delta = "x" * 1000
     # Far more than the socket buffers hold (a small send buffer here, a small receive buffer there).
     backend = ScriptedBackend(text_script(*[delta] * 5000), capacity=1)
     settings = Settings(data_dir=tmp_path, write_timeout_seconds=1.0, keepalive_seconds=0.5)
     app = create_app(settings, backend_factory=lambda s: [backend])
-    body = b'{"model": "test-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    body = orjson.dumps(STREAMS[path])
+    request = (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     with caplog.at_level(logging.WARNING, logger="shoal.sse"), live_server(app, send_buffer=4096) as url:
         port = int(url.rsplit(":", 1)[1])
@@ -149,5 +157,6 @@ def test_a_client_that_stops_reading_loses_its_stream_and_frees_the_slot(
             received = b""
             while chunk := slow.recv(65536):
                 received += chunk
-            assert b"[DONE]" not in received and not received.endswith(b"0\r\n\r\n")
-    assert any("read nothing of its stream (/v1/chat/completions)" in r.getMessage() for r in caplog.records)
+            assert b"[DONE]" not in received and b"message_stop" not in received
+            assert not received.endswith(b"0\r\n\r\n")
+    assert any(f"read nothing of its stream ({path})" in r.getMessage() for r in caplog.records)

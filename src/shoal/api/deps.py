@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
+from shoal import sse
 from shoal.core.context import RequestContext
 from shoal.core.pipeline import Generation
 from shoal.errors import InvalidRequestError
@@ -118,6 +120,14 @@ def context_window(request: Request, model: str) -> int | None:
     if model in pipeline.router.routers:
         return None
     return pipeline.resolve(model, context(request)).card.context_length
+
+
+def stream_response(request: Request, frames: AsyncIterator[bytes],
+                    headers: dict[str, str] | None = None) -> StreamingResponse:
+    """``frames`` as SSE with the server's keep-alive and write-stall timeout (one place for every stream)."""
+    settings = services(request).settings
+    return sse.sse_response(frames, headers=headers, keepalive=settings.keepalive_seconds,
+                            write_timeout=settings.write_timeout_seconds)
 
 
 async def closing(generation: Generation, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

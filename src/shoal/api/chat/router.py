@@ -10,7 +10,16 @@ from fastapi.responses import Response
 from shoal import sse
 from shoal.api.chat.stream import chunk_frames, completion_body
 from shoal.api.chat.translate import translate
-from shoal.api.deps import authenticated, closing, context, context_window, log_ignored, read_body, services
+from shoal.api.deps import (
+    authenticated,
+    closing,
+    context,
+    context_window,
+    log_ignored,
+    read_body,
+    services,
+    stream_response,
+)
 from shoal.api.encoding import new_id
 from shoal.protocol.chat import ChatCompletionRequest
 
@@ -33,9 +42,7 @@ async def create_chat_completion(request: Request) -> Response:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = chunk_frames(generation, completion_id=completion_id, created=created, model=generation.model,
                               include_usage=include_usage, logprobs=bool(body.logprobs))
-        return sse.sse_response(closing(generation, frames), headers=headers,
-                                keepalive=svc.settings.keepalive_seconds,
-                                write_timeout=svc.settings.write_timeout_seconds)
+        return stream_response(request, closing(generation, frames), headers)
     try:
         result = await completion_body(generation, completion_id=completion_id, created=created,
                                        model=generation.model, logprobs=bool(body.logprobs))

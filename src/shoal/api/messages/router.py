@@ -16,7 +16,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from shoal import sse
-from shoal.api.deps import authenticated, closing, context, context_window, log_ignored, read_body, services
+from shoal.api.deps import (
+    authenticated,
+    closing,
+    context,
+    context_window,
+    log_ignored,
+    read_body,
+    services,
+    stream_response,
+)
 from shoal.api.encoding import new_id
 from shoal.api.messages.count import count_tokens
 from shoal.api.messages.stream import error_body, event_frames, message_body
@@ -62,8 +71,7 @@ async def _create_message(request: Request) -> Response:
     headers = {"x-shoal-model": generation.model}
     if body.stream:
         frames = event_frames(generation, message_id=message_id, model=generation.model)
-        return sse.sse_response(closing(generation, frames), headers=headers,
-                                keepalive=svc.settings.keepalive_seconds)
+        return stream_response(request, closing(generation, frames), headers)
     try:
         result = await message_body(generation, message_id=message_id, model=generation.model)
     finally:

@@ -9,7 +9,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from shoal import sse
-from shoal.api.deps import authenticated, context, context_window, log_ignored, owner, read_body, services
+from shoal.api.deps import (
+    authenticated,
+    context,
+    context_window,
+    log_ignored,
+    owner,
+    read_body,
+    services,
+    stream_response,
+)
 from shoal.api.responses.echo import echo_fields
 from shoal.api.responses.translate import ENCRYPTED_INCLUDE, LOGPROBS_INCLUDE
 from shoal.errors import InvalidRequestError, NotFoundError
@@ -44,18 +53,15 @@ async def create_response(request: Request) -> Response:
                                          logprobs=LOGPROBS_INCLUDE in include, seal=ENCRYPTED_INCLUDE in include,
                                          context_length=context_window(request, body.model))
     headers = {"x-shoal-model": model}
-    keepalive, write_timeout = svc.settings.keepalive_seconds, svc.settings.write_timeout_seconds
     if body.background:
         run = await svc.responses.start_background(turn)
         if body.stream:
-            return sse.sse_response(_frames(svc.responses.follow(run, None)), headers=headers, keepalive=keepalive,
-                                    write_timeout=write_timeout)
+            return stream_response(request, _frames(svc.responses.follow(run, None)), headers)
         return _json(turn.builder.snapshot(), headers)
     if body.stream:
         generation = await svc.responses.start(turn)
         headers["x-shoal-model"] = generation.model
-        return sse.sse_response(_frames(svc.responses.stream_foreground(turn, generation)),
-                                headers=headers, keepalive=keepalive, write_timeout=write_timeout)
+        return stream_response(request, _frames(svc.responses.stream_foreground(turn, generation)), headers)
     result = await svc.responses.run_foreground(turn)
     headers["x-shoal-model"] = result["model"]
     return _json(result, headers)
@@ -79,9 +85,7 @@ async def get_response(response_id: str, request: Request, stream: bool = False,
         if run is None:
             raise InvalidRequestError("Only background responses running on this server can be streamed; "
                                       "fetch it without stream=true.", param="stream")
-        return sse.sse_response(_frames(svc.responses.follow(run, starting_after)),
-                                keepalive=svc.settings.keepalive_seconds,
-                                write_timeout=svc.settings.write_timeout_seconds)
+        return stream_response(request, _frames(svc.responses.follow(run, starting_after)))
     if run is not None and not run.done:
         return _json(run.turn.builder.snapshot())
     return _json(stored.body)
