@@ -92,8 +92,13 @@ class ServerProcess:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> ServerProcess:
-        """Start the process and wait until ``GET /health`` answers 200."""
+    def start(self, timeout: float = START_TIMEOUT_S, port_attempts: int = 3) -> ServerProcess:
+        """Start the process and wait until ``GET /health`` answers 200.
+
+        ``free_port`` only finds a port that was free a moment ago; another process may bind it
+        before the server does. That lost race (uvicorn's "address already in use") is retried
+        on a new port, up to ``port_attempts`` times; any other early exit fails the test.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
@@ -102,6 +107,9 @@ class ServerProcess:
         with httpx.Client(timeout=2.0) as http:
             while True:
                 code = self.proc.poll()
+                if code is not None and port_attempts > 1 and "address already in use" in self.log_tail():
+                    self.port = free_port()
+                    return self.start(timeout, port_attempts - 1)
                 if code is not None:
                     pytest.fail(f"shoal serve exited with code {code} before it was ready; log tail:\n"
                                 f"{self.log_tail()}")
