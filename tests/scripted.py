@@ -13,7 +13,7 @@ from typing import Any, Union
 from fastapi.testclient import TestClient
 
 from shoal.app import create_app
-from shoal.backends.base import ModelCard
+from shoal.core.backend import BaseBackend, ModelCard
 from shoal.config import Settings
 from shoal.core.types import Finish, GenerationEvent, GenerationRequest, TextDelta, Usage
 
@@ -28,7 +28,7 @@ def text_script(*pieces: str, reason: str = "stop", usage: Usage | None = None) 
     return [*(TextDelta(p) for p in pieces), Finish(reason, usage or Usage(5, len(pieces)))]  # type: ignore[arg-type]
 
 
-class ScriptedBackend:
+class ScriptedBackend(BaseBackend):
     """Each ``generate()`` replays the next queued script.
 
     Items are GenerationEvents (yielded), exceptions (raised there) or

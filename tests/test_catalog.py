@@ -87,7 +87,7 @@ def test_app_serves_catalog_models_and_routers(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from shoal.app import create_app
-    from shoal.routing.build import catalog_backends
+    from shoal.wiring.backends import catalog_backends
 
     (tmp_path / "data").mkdir()
     settings = build_settings(write(tmp_path, GOOD.replace("  - smollm2\n", "")), data_dir=tmp_path / "data")
@@ -116,7 +116,7 @@ def test_a_local_deployment_cannot_claim_vision(tmp_path: Path) -> None:
 def test_api_picks_the_upstream_endpoint(tmp_path: Path) -> None:
     from shoal.backends.openai_compat import OpenAICompatBackend
     from shoal.backends.openai_responses import OpenAIResponsesBackend
-    from shoal.routing.build import catalog_backends
+    from shoal.wiring.backends import catalog_backends
 
     text = GOOD.replace("  - smollm2\n", "").replace(
         "model: x\n", "model: x\n      - type: openai\n        api: responses\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from shoal.cli import banner, local_contexts
 from shoal.config import Settings
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from shoal.backends.local.hub import parse_hub_spec
 from shoal.routing.router import RouterSpec
 from shoal.routing.strategies import POLICIES
@@ -251,7 +251,7 @@ def _entry_loc(data: dict[str, Any], message: str) -> tuple[Any, ...]:
 
 def parse_catalog(data: dict[str, Any], root: Any, path: Path | str) -> Catalog:
     """Validate ``data`` (``models`` entries that are mappings, and ``routers``); ``file:line: problem`` on error."""
-    from shoal.config import ConfigError
+    from shoal.errors import ConfigError
 
     try:
         return Catalog.model_validate(data)

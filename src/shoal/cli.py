@@ -88,7 +88,8 @@ def serve(args: argparse.Namespace) -> int:
     """Resolve settings, build the app and run uvicorn until interrupted."""
     import uvicorn
 
-    from shoal.app import Services, create_app
+    from shoal.api.services import Services
+    from shoal.app import create_app
     from shoal.backends.local.packaged import ModelFetchError
     from shoal.storage.db import SchemaError
 

@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
 def preflight(database_url_: str, redis_url: str | None) -> str | None:
     """Why ``shoal serve`` cannot start (an outdated schema, Redis unreachable), said plainly; None if it can."""
-    from shoal.auth.tenancy import LimitsStoreError, connect_redis
+    from shoal.wiring.tenancy import LimitsStoreError, connect_redis
 
     async def check() -> str | None:
         db = Database(database_url_)

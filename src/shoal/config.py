@@ -9,14 +9,12 @@ from typing import Any
 
 import platformdirs
 
+from shoal.errors import ConfigError
+
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 MIN_STATIC_KEY_LENGTH = 16
 """Shortest static API key accepted: a short key is guessed, or brute-forced, too easily."""
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; the message says which and why."""
 
 
 def default_data_dir() -> Path:

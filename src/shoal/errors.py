@@ -19,6 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("shoal.errors")
 
 
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says which and why (raised at startup, not per request)."""
+
+
 class ShoalError(Exception):
     """Base class: an error with an HTTP status and an OpenAI-style body."""
 

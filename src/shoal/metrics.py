@@ -19,8 +19,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from shoal.backends.base import BackendFailure
-    from shoal.core.pipeline import Deployment, Generation
+    from shoal.core.backend import BackendFailure
+    from shoal.core.deployment import Deployment
+    from shoal.core.generation import Generation
     from shoal.storage.usage import UsageStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 from shoal.core.types import Finish, ReasoningDelta, TextDelta, Usage
 from tests.api.responses.sdk import sdk_accumulate, validate_event
 from tests.frames import data_payloads, split_frames

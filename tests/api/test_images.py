@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from shoal.core.types import ImageInput
 from tests.scripted import CARD, ScriptedBackend, make_app
 

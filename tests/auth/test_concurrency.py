@@ -14,7 +14,9 @@ from shoal.auth.counters import LocalCounters
 from shoal.auth.ratelimit import RateLimiter
 from shoal.core.admission import Admission
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Deployment, Pipeline
+from shoal.core.deployment import Deployment
+from shoal.routing.router import Router
+from shoal.core.pipeline import Pipeline
 from shoal.core.types import Finish, GenerationEvent, GenerationRequest, Message, SamplingParams, TextDelta, Usage
 from shoal.errors import OverloadedError, RateLimitError
 from shoal.storage.db import Database
@@ -105,7 +107,7 @@ async def test_one_key_flooding_does_not_stall_another(db: Database) -> None:
     usage = UsageStore(db)
     meter = Meter(usage, PriceTable(), RateLimiter(LocalCounters()), LocalLedger(usage.spend),
                   ConcurrencyLimiter(LocalInFlight(), cap))
-    pipeline = Pipeline([Deployment(CARD, backend, Admission(slots, queue))], hooks=meter)
+    pipeline = Pipeline(Router([Deployment(CARD, backend, Admission(slots, queue))]), hooks=meter)
     a = ApiKey(id="key_a", name="a", prefix="p")
     b = ApiKey(id="key_b", name="b", prefix="p")
     req = GenerationRequest(model="test-model", messages=(Message("user", "hi"),),

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from shoal.auth.manage import KeySpec
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from tests.scripted import CARD, ScriptedBackend, make_app
 
 OTHER = ModelCard(id="other-model", owned_by="shoal", created=0, context_length=2048)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shoal.auth.concurrency import LocalInFlight
-from shoal.auth.tenancy import build_tenancy
+from shoal.wiring.tenancy import build_tenancy
 from shoal.config import Settings
 from shoal.storage.db import Database
 

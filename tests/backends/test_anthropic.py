@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from shoal.backends.anthropic import AnthropicBackend, MessagesTranslator, messages_body
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from shoal.backends.upstream import UpstreamConfig
 from shoal.core.types import (
     Finish,
@@ -110,7 +110,7 @@ async def test_recorded_stream_replayed(monkeypatch) -> None:  # type: ignore[no
 
 
 async def test_overloaded_529_is_retryable() -> None:
-    from shoal.backends.base import BackendFailure
+    from shoal.core.backend import BackendFailure
 
     class Overloaded(FakeUpstream):
         async def _handle(self, request):  # type: ignore[no-untyped-def]

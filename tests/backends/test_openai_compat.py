@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.backends.base import BackendFailure, ModelCard
+from shoal.core.backend import BackendFailure, ModelCard
 from shoal.backends.openai_compat import OpenAICompatBackend, chat_body
 from shoal.backends.upstream import UpstreamConfig
 from shoal.core.types import (

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 from shoal.backends.upstream import Timeouts, UpstreamConfig, UpstreamHTTP
 from tests.upstream_fakes import FakeUpstream
 

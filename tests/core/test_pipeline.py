@@ -6,9 +6,12 @@ import asyncio
 
 import pytest
 
-from shoal.backends.base import BackendFailure, ModelCard
+from shoal.core.backend import BackendFailure, ModelCard
 from shoal.core.admission import Admission
-from shoal.core.pipeline import Deployment, Pipeline, to_shoal_error
+from shoal.core.deployment import Deployment
+from shoal.core.generation import to_shoal_error
+from shoal.routing.router import Router
+from shoal.core.pipeline import Pipeline
 from shoal.core.types import Finish, GenerationRequest, Message, ReasoningDelta, TextDelta, Usage
 from shoal.errors import BackendError, InvalidRequestError, ModelNotFoundError, OverloadedError
 from tests.scripted import CARD, ScriptedBackend, text_script
@@ -19,7 +22,7 @@ OTHER = ModelCard(id="other", owned_by="shoal", created=0, context_length=2048, 
 def pipeline(backend: ScriptedBackend, *, slots: int = 1, max_queue: int = 0,
              prime_timeout: float = 5.0) -> Pipeline:
     adm = Admission(slots, max_queue)
-    return Pipeline([Deployment(card, backend, adm) for card in backend.models()], prime_timeout=prime_timeout)
+    return Pipeline(Router([Deployment(card, backend, adm) for card in backend.models()]), prime_timeout=prime_timeout)
 
 
 def request(model: str = "test-model") -> GenerationRequest:
@@ -272,7 +275,7 @@ class Hooks:
 
 def hooked(backend: ScriptedBackend, hooks: Hooks, **kw) -> Pipeline:  # type: ignore[no-untyped-def]
     p = pipeline(backend, **kw)
-    return Pipeline(p.deployments, prime_timeout=p.prime_timeout, hooks=hooks)
+    return Pipeline(Router(p.deployments), prime_timeout=p.prime_timeout, hooks=hooks)
 
 
 async def test_hooks_finish_once_per_generation() -> None:

@@ -6,12 +6,14 @@ import time
 
 import pytest
 
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from shoal.backends.openai_compat import OpenAICompatBackend
 from shoal.backends.upstream import Timeouts, UpstreamConfig
 from shoal.core.admission import Admission
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Deployment, Pipeline
+from shoal.core.deployment import Deployment
+from shoal.routing.router import Router
+from shoal.core.pipeline import Pipeline
 from shoal.core.types import Finish, GenerationRequest, Message, SamplingParams, TextDelta
 from shoal.errors import BackendError, GatewayTimeoutError, InvalidRequestError, OverloadedError
 from tests.upstream_fakes import FakeUpstream, closed_port
@@ -42,7 +44,7 @@ async def test_falls_over_to_the_next_deployment_before_the_first_byte(fault: st
     async with FakeUpstream(fault) as bad, FakeUpstream() as good:
         url = f"http://127.0.0.1:{closed_port()}/v1" if fault == "down" else bad.url
         first, second = deployment(url, "a", first_byte=0.5), deployment(good.url, "b")
-        pipeline = Pipeline([first, second], retries=0)
+        pipeline = Pipeline(Router([first, second]), retries=0)
         context = RequestContext()
         try:
             started = time.perf_counter()
@@ -59,7 +61,7 @@ async def test_falls_over_to_the_next_deployment_before_the_first_byte(fault: st
 
 async def test_client_errors_are_not_failed_over() -> None:
     async with FakeUpstream("400") as bad, FakeUpstream() as good:
-        pipeline = Pipeline([deployment(bad.url, "a"), deployment(good.url, "b")])
+        pipeline = Pipeline(Router([deployment(bad.url, "a"), deployment(good.url, "b")]))
         try:
             with pytest.raises(InvalidRequestError, match="bad temperature"):
                 await run(pipeline)
@@ -70,7 +72,7 @@ async def test_client_errors_are_not_failed_over() -> None:
 
 async def test_a_stream_that_drops_after_content_fails_in_stream_without_failover() -> None:
     async with FakeUpstream("drop") as bad, FakeUpstream() as good:
-        pipeline = Pipeline([deployment(bad.url, "a"), deployment(good.url, "b")])
+        pipeline = Pipeline(Router([deployment(bad.url, "a"), deployment(good.url, "b")]))
         try:
             generation = await pipeline.start(REQUEST)
             events = []
@@ -86,7 +88,7 @@ async def test_a_stream_that_drops_after_content_fails_in_stream_without_failove
 
 async def test_retries_after_backoff_honouring_retry_after() -> None:
     async with FakeUpstream("429", "ok") as only:
-        pipeline = Pipeline([deployment(only.url, "a")], retries=1, backoff=0.05)
+        pipeline = Pipeline(Router([deployment(only.url, "a")]), retries=1, backoff=0.05)
         try:
             started = time.perf_counter()
             assert await run(pipeline) == ("a", "Hello!")
@@ -99,7 +101,7 @@ async def test_every_deployment_failing_is_an_error_with_the_breaker_open_after(
     async with FakeUpstream(default="500") as bad:
         dep = deployment(bad.url, "a")
         dep.breaker.threshold = 2
-        pipeline = Pipeline([dep], retries=1, backoff=0.01)
+        pipeline = Pipeline(Router([dep]), retries=1, backoff=0.01)
         try:
             with pytest.raises(BackendError, match="HTTP 500"):
                 await run(pipeline)
@@ -123,7 +125,7 @@ async def test_hooks_admit_once_and_finish_once_across_failover() -> None:
             calls.append(f"finish:{dep.name}:{stats.status}")
 
     async with FakeUpstream("500") as bad, FakeUpstream() as good:
-        pipeline = Pipeline([deployment(bad.url, "a"), deployment(good.url, "b")], hooks=Hooks())
+        pipeline = Pipeline(Router([deployment(bad.url, "a"), deployment(good.url, "b")]), hooks=Hooks())
         try:
             await run(pipeline)
         finally:
@@ -133,7 +135,7 @@ async def test_hooks_admit_once_and_finish_once_across_failover() -> None:
 
 async def test_usage_and_finish_come_through() -> None:
     async with FakeUpstream() as good:
-        pipeline = Pipeline([deployment(good.url, "a")])
+        pipeline = Pipeline(Router([deployment(good.url, "a")]))
         try:
             generation = await pipeline.start(REQUEST)
             events = [e async for e in generation]
@@ -165,7 +167,7 @@ async def test_a_deadline_bounds_failover_over_hanging_deployments() -> None:
     """Six hanging upstreams at 1 s each would take 6 s: the 2.5 s deadline ends it with a 504."""
     async with FakeUpstream(default="hang") as hanging:
         deps = [deployment(hanging.url, f"h{i}", first_byte=1.0) for i in range(6)]
-        pipeline = Pipeline(deps, retries=1, backoff=0.01, deadline=2.5)
+        pipeline = Pipeline(Router(deps), retries=1, backoff=0.01, deadline=2.5)
         try:
             started = time.perf_counter()
             with pytest.raises(GatewayTimeoutError) as info:
@@ -182,9 +184,9 @@ async def test_a_deadline_bounds_failover_over_hanging_deployments() -> None:
 
 async def test_every_deployment_timing_out_is_a_504_and_errors_stay_502() -> None:
     async with FakeUpstream(default="hang") as hanging, FakeUpstream(default="500") as failing:
-        timing_out = Pipeline([deployment(hanging.url, "a", first_byte=0.3),
-                               deployment(hanging.url, "b", first_byte=0.3)], retries=0)
-        erroring = Pipeline([deployment(hanging.url, "a", first_byte=0.3), deployment(failing.url, "b")], retries=0)
+        timing_out = Pipeline(Router([deployment(hanging.url, "a", first_byte=0.3),
+                               deployment(hanging.url, "b", first_byte=0.3)]), retries=0)
+        erroring = Pipeline(Router([deployment(hanging.url, "a", first_byte=0.3), deployment(failing.url, "b")]), retries=0)
         try:
             with pytest.raises(GatewayTimeoutError, match="tried 2 time"):
                 await run(timing_out)

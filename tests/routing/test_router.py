@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from shoal.core.admission import Admission
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Deployment
+from shoal.core.deployment import Deployment
 from shoal.core.types import (
     HIGH_DETAIL_IMAGE_TOKENS,
     GenerationRequest,
@@ -21,7 +21,6 @@ from shoal.core.types import (
 )
 from shoal.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
 from shoal.routing.router import Router, RouterSpec
-from shoal.routing.strategies import needs, prompt_tokens
 from tests.scripted import ScriptedBackend
 
 
@@ -143,8 +142,8 @@ def eyes() -> Router:
 
 
 def test_an_image_needs_vision() -> None:
-    assert needs(image_req("m")) == ("vision",)
-    assert needs(req("m")) == ()
+    assert image_req("m").needs() == ("vision",)
+    assert req("m").needs() == ()
 
 
 def test_a_router_sends_images_only_to_a_vision_model(eyes: Router) -> None:
@@ -169,14 +168,14 @@ def test_a_model_named_directly_without_vision_is_a_400(eyes: Router) -> None:
 
 
 def test_images_count_a_fixed_number_of_prompt_tokens() -> None:
-    text_only = prompt_tokens(image_req("m", images=0))
-    assert prompt_tokens(image_req("m", "low")) == text_only + 85
-    assert prompt_tokens(image_req("m", "high", images=2)) == text_only + 2 * HIGH_DETAIL_IMAGE_TOKENS
-    assert prompt_tokens(image_req("m")) == text_only + HIGH_DETAIL_IMAGE_TOKENS  # auto counts as high
+    text_only = image_req("m", images=0).typical_input_tokens()
+    assert image_req("m", "low").typical_input_tokens() == text_only + 85
+    assert image_req("m", "high", images=2).typical_input_tokens() == text_only + 2 * HIGH_DETAIL_IMAGE_TOKENS
+    assert image_req("m").typical_input_tokens() == text_only + HIGH_DETAIL_IMAGE_TOKENS  # auto counts as high
     # A long data URL is not text: it costs what any image costs.
     big = GenerationRequest(model="m", messages=(Message.of_parts("user", (
         "What is this?", ImageInput("data:image/png;base64," + "A" * 400_000, "low"))),))
-    assert prompt_tokens(big) == text_only + 85
+    assert big.typical_input_tokens() == text_only + 85
 
 
 def test_images_count_against_the_context_length() -> None:

@@ -15,18 +15,21 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from shoal.app import build_deployments, create_app
+from shoal.app import create_app
+from shoal.wiring.services import build_deployments
 from shoal.auth.keys import hash_key
-from shoal.backends.base import BackendFailure, ModelCard
+from shoal.core.backend import BackendFailure, ModelCard
 from shoal.backends.local.serverless import MIB, MemoryPool, ServerlessBackend
 from shoal.catalog import Catalog
 from shoal.config import Settings
 from shoal.core.admission import Admission
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Deployment, Pipeline
+from shoal.core.deployment import Deployment
+from shoal.routing.router import Router
+from shoal.core.pipeline import Pipeline
 from shoal.core.types import Finish, GenerationEvent, GenerationRequest, Message, SamplingParams, TextDelta, Usage
 from shoal.errors import BackendError, ModelNotFoundError, OverloadedError
-from shoal.routing.build import CatalogCard
+from shoal.wiring.catalog_card import CatalogCard
 from tests.scripted import ScriptedBackend
 
 
@@ -78,7 +81,7 @@ def pipeline(*backends: ServerlessBackend | CatalogCard | ScriptedBackend) -> Pi
     for b in backends:
         for c in b.models():
             deps.append(Deployment(c, b, Admission(b.capacity, 8), reserved_for=getattr(b, "reserved_for", None)))
-    return Pipeline(deps, retries=0)
+    return Pipeline(Router(deps), retries=0)
 
 
 def request(model: str) -> GenerationRequest:
@@ -257,9 +260,9 @@ async def test_max_concurrency_caps_in_flight_requests() -> None:
     capped = CatalogCard(inner, c, "m/local-0", max_concurrency=2)
     assert capped.capacity == 2
     assert CatalogCard(inner, c, max_concurrency=9).capacity == 4
-    [dep] = await build_deployments(Settings(max_queue=8), [capped])
+    [dep] = build_deployments(Settings(max_queue=8), [capped])
     assert dep.admission.slots == 2
-    p = Pipeline([dep], retries=0)
+    p = Pipeline(Router([dep]), retries=0)
     runs = [asyncio.ensure_future(ask(p, "m")) for _ in range(3)]
     await asyncio.sleep(0.1)
     assert (dep.admission.running, dep.admission.queued) == (2, 1)

@@ -14,14 +14,14 @@ from shoal.core.types import (
     ToolCall,
     ToolSpec,
 )
-from shoal.usage.estimate import (
+from shoal.core.types import (
     IMAGE_UPPER_TOKENS,
     TEMPLATE_ALLOWANCE_TOKENS,
-    max_cost,
     max_output_tokens,
     typical_input_tokens,
     upper_input_tokens,
 )
+from shoal.usage.estimate import max_cost
 from shoal.usage.pricing import Pricing
 
 

@@ -8,10 +8,12 @@ import pytest
 
 from shoal.auth.counters import LocalCounters
 from shoal.auth.ratelimit import RateLimiter
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 from shoal.core.admission import Admission
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Deployment, Pipeline
+from shoal.core.deployment import Deployment
+from shoal.routing.router import Router
+from shoal.core.pipeline import Pipeline
 from shoal.core.types import Finish, GenerationRequest, Message, SamplingParams, TextDelta, Usage
 from shoal.errors import (
     BackendError,
@@ -24,7 +26,8 @@ from shoal.storage.db import Database
 from shoal.storage.keys import ApiKey
 from shoal.storage.usage import UsageStore
 from shoal.usage.budget import LocalLedger
-from shoal.usage.estimate import max_cost, typical_input_tokens
+from shoal.core.types import typical_input_tokens
+from shoal.usage.estimate import max_cost
 from shoal.usage.meter import Meter
 from shoal.usage.pricing import PriceTable, Pricing
 from tests.scripted import CARD, ScriptedBackend, text_script
@@ -37,7 +40,7 @@ def setup(db: Database, backend: ScriptedBackend, slots: int = 1, max_queue: int
     limiter = RateLimiter(LocalCounters())
     meter = Meter(usage, PriceTable({"test-model": PRICE}), limiter, LocalLedger(usage.spend))
     dep = Deployment(CARD, backend, Admission(slots, max_queue))
-    return Pipeline([dep], hooks=meter), meter
+    return Pipeline(Router([dep]), hooks=meter), meter
 
 
 def request(text: str = "hello there", max_tokens: int | None = 8) -> GenerationRequest:
@@ -213,7 +216,7 @@ async def test_tokens_without_max_tokens_capped_at_the_limit(db: Database) -> No
 
 async def test_budget_priced_on_the_costliest_candidate(db: Database) -> None:
     """A router may fail over to a dearer model: the reservation covers it."""
-    from shoal.backends.base import ModelCard
+    from shoal.core.backend import ModelCard
 
     cheap = ModelCard(id="cheap", owned_by="t", created=0, context_length=1024)
     dear = ModelCard(id="dear", owned_by="t", created=0, context_length=2048)
@@ -236,7 +239,7 @@ async def test_a_long_generation_keeps_its_budget_reservation(db: Database) -> N
     meter = Meter(usage, PriceTable({"test-model": PRICE}), RateLimiter(LocalCounters()), ledger, renew_every=0.05)
     gate = asyncio.Event()
     backend = ScriptedBackend([TextDelta("a"), gate, Finish("stop", Usage(1, 1))])
-    pipeline = Pipeline([Deployment(CARD, backend, Admission(1, 1))], hooks=meter)
+    pipeline = Pipeline(Router([Deployment(CARD, backend, Admission(1, 1))]), hooks=meter)
     req = request(max_tokens=8)
     budget = max_cost(req, CARD.context_length, PRICE) * 1.5  # room for one request at a time
     key = ApiKey(id="key_h", name="h", prefix="p", budget_usd=budget, budget_period="day")
@@ -273,7 +276,7 @@ async def test_a_failed_settle_is_retried_then_logged_loudly(db: Database, failu
     ledger = FlakyLedger(usage, failures)
     meter = Meter(usage, PriceTable({"test-model": PRICE}), RateLimiter(LocalCounters()), ledger,
                   settle_backoff=(0.01, 0.01, 0.01))
-    pipeline = Pipeline([Deployment(CARD, ScriptedBackend(), Admission(1, 0))], hooks=meter)
+    pipeline = Pipeline(Router([Deployment(CARD, ScriptedBackend(), Admission(1, 0))]), hooks=meter)
     key = ApiKey(id="key_f", name="f", prefix="p", budget_usd=100.0, budget_period="day")
     await run(pipeline, ctx(key))
     await meter.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from shoal.config import ConfigError, build_settings
 from shoal.usage.pricing import FREE, PriceTable, Pricing, parse_prices
 

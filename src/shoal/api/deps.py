@@ -15,12 +15,12 @@ from starlette.requests import ClientDisconnect
 
 from shoal import sse
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Generation
+from shoal.core.generation import Generation
 from shoal.errors import InvalidRequestError
 from shoal.protocol.common import WireModel
 
 if TYPE_CHECKING:
-    from shoal.app import Services
+    from shoal.api.services import Services
 
 log = logging.getLogger("shoal.api")
 
@@ -117,7 +117,7 @@ def context_window(request: Request, model: str) -> int | None:
     404 for a model the caller may not use, as the pipeline would answer.
     """
     pipeline = services(request).pipeline
-    if model in pipeline.router.routers:
+    if pipeline.router.is_router(model):
         return None
     return pipeline.resolve(model, context(request)).card.context_length
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from shoal.api.deps import authenticated, context, services
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 
 router = APIRouter(dependencies=[Depends(authenticated)])
 

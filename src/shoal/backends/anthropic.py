@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from shoal.backends.base import BackendFailure, ModelCard
+from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
 from shoal.backends.upstream import UpstreamConfig, UpstreamHTTP, dropped
 from shoal.core.types import (
     Finish,
@@ -194,7 +194,7 @@ class MessagesTranslator:
         return Finish(self.reason or "stop", usage, self.stop_sequence)
 
 
-class AnthropicBackend:
+class AnthropicBackend(BaseBackend):
     """Serves one catalog model from the Anthropic Messages API."""
 
     def __init__(self, name: str, card: ModelCard, config: UpstreamConfig, capacity: int = 64,

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from shoal.backends.base import BackendFailure, ModelCard
+from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
 from shoal.backends.local.chunks import ChunkTranslator, plain_answer
 from shoal.backends.openai_wire import message_dict, response_format_dict
 from shoal.backends.upstream import UpstreamConfig, UpstreamHTTP, dropped
@@ -145,7 +145,7 @@ def translation_view(request: GenerationRequest) -> GenerationRequest:
     return replace(request, tools=(), tool_choice="none")
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(BaseBackend):
     """Serves one catalog model from an OpenAI-compatible ``/chat/completions`` upstream.
 
     A subclass speaking another endpoint of the same upstream sets ``path`` and

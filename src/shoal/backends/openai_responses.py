@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 from shoal.backends.openai_compat import OpenAICompatBackend
 from shoal.backends.upstream import dropped
 from shoal.core.types import GenerationRequest, ImageInput, Message, NamedTool, ResponseFormat

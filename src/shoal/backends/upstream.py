@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 
 from shoal.aio import Deadlines
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from shoal.errors import AuthenticationError, InvalidRequestError, NotFoundError
 
 if TYPE_CHECKING:
     from shoal.config import Settings
-    from shoal.core.pipeline import Deployment
+    from shoal.core.deployment import Deployment
 
 log = logging.getLogger("shoal.console")
 

@@ -1,249 +1,26 @@
-"""The one request path: resolve the model, admit, run the backend, record stats."""
+"""The one request path: plan the candidates, admit, run the backend, fail over before the first byte."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn, Protocol
 
-from shoal.backends.base import Backend, BackendFailure, ModelCard
-from shoal.core.admission import Admission
+from shoal.core.backend import BackendFailure, ModelCard
 from shoal.core.context import RequestContext
-from shoal.core.types import (
-    Finish,
-    GenerationEvent,
-    GenerationRequest,
-    ReasoningDelta,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-)
-from shoal.errors import BackendError, GatewayTimeoutError, InvalidRequestError, OverloadedError, ShoalError
-from shoal.routing.breaker import CircuitBreaker
-from shoal.routing.router import Router, RouterSpec
+from shoal.core.deployment import Deployment, Planner
+from shoal.core.generation import Generation, GenerationStats, PipelineHooks, to_shoal_error
+from shoal.core.operation import Operation
+from shoal.errors import GatewayTimeoutError, OverloadedError, ShoalError
 
 log = logging.getLogger("shoal.requests")
 
 
-class PipelineHooks(Protocol):
-    """Admission control and accounting around every generation (rate limits, budgets, metering)."""
-
-    async def admit(self, request: GenerationRequest, context: RequestContext,
-                    candidates: Sequence["Deployment"]) -> Any:
-        """Check limits before generation starts (raise 429 to refuse); returns a token for ``finish``.
-
-        ``candidates`` are the deployments the request may be tried on, in order (reservations
-        must cover the most any of them could use).
-        """
-        ...
-
-    def finish(self, context: RequestContext, deployment: "Deployment", stats: "GenerationStats",
-               token: Any) -> Awaitable[None] | None:
-        """Record what was used, once the generation has ended in any way.
-
-        Returns what is left to do (settling reservations) as an awaitable, or None; the
-        pipeline finishes it even for a client that went away.
-        """
-        ...
-
-
-@dataclass
-class Deployment:
-    """A model served by one backend, with that backend's admission queue.
-
-    ``name`` says which deployment served a request (``x-shoal-deployment``);
-    ``breaker`` and ``ttft_ewma`` are its live health, used by the router.
-    """
-
-    card: ModelCard
-    backend: Backend
-    admission: Admission
-    name: str = ""
-    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
-    ttft_ewma: float | None = None
-    reserved_for: frozenset[str] | None = None
-    """Key ids or names that may use this deployment (None = every caller)."""
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            self.name = self.backend.name
-
-    def admits(self, context: RequestContext) -> bool:
-        """Whether the caller may use this deployment (a reserved one takes only its keys)."""
-        if self.reserved_for is None:
-            return True
-        return bool(self.reserved_for & {context.key_id, getattr(context.key, "name", None)})
-
-    def status(self) -> dict[str, Any] | None:
-        """The backend's live mode and state (local models), or None."""
-        status = getattr(self.backend, "status", None)
-        found = status() if status is not None else None
-        return None if found is None else {"name": self.name, **found}
-
-
-@dataclass
-class GenerationStats:
-    """Timings and usage of one generation, filled in as it runs."""
-
-    model: str
-    started: float = field(default_factory=time.perf_counter)
-    first_token: float | None = None
-    finished: float | None = None
-    usage: Usage = field(default_factory=Usage)
-    status: str = "in_progress"
-    streamed_deltas: int = 0
-
-    @property
-    def ttft_ms(self) -> float | None:
-        """Time to first token in milliseconds."""
-        return None if self.first_token is None else (self.first_token - self.started) * 1000
-
-
-def to_shoal_error(exc: BaseException) -> ShoalError:
-    """Map a backend failure to the error a client sees."""
-    if isinstance(exc, ShoalError):
-        return exc
-    if isinstance(exc, BackendFailure):
-        if exc.client_error:
-            return InvalidRequestError(exc.message, code=exc.code)
-        if exc.status == 429:
-            wait = max(1, round(exc.retry_after or 1))
-            return OverloadedError(exc.message, code=exc.code, headers={"retry-after": str(wait)})
-        return BackendError(exc.message, code=exc.code)
-    return BackendError(f"The model failed while generating: {exc}")
-
-
-class Generation:
-    """A started generation: iterate it for events; it always frees its slot.
-
-    The first event is fetched before the HTTP response starts, so failures
-    that happen at once (a prompt too long for the context) still get a proper
-    status instead of a broken stream.
-    """
-
-    def __init__(self, deployment: Deployment, events: AsyncIterator[GenerationEvent],
-                 stats: GenerationStats, context: RequestContext | None = None,
-                 hooks: PipelineHooks | None = None, token: Any = None) -> None:
-        self.deployment = deployment
-        self.stats = stats
-        self.context = context or RequestContext()
-        self._hooks = hooks
-        self._token = token
-        self._events = events
-        self._first: GenerationEvent | None = None
-        self._pending: asyncio.Future[GenerationEvent] | None = None
-        self._released = False
-        self.on_close: Callable[[Generation], None] | None = None
-        """Called once the generation has ended (the router's health and latency bookkeeping)."""
-
-    @property
-    def model(self) -> str:
-        """The id of the model that serves this generation."""
-        return self.deployment.card.id
-
-    async def prime(self, timeout: float | None) -> None:
-        """Wait up to ``timeout`` s for the first event (no limit: ``None``), raising early failures.
-
-        A streamed answer starts its response after ``timeout`` even without an event (then
-        keep-alives flow); a whole answer has nothing to send before it is done, so it waits
-        without the extra task a timeout needs.
-        """
-        try:
-            if timeout is None:
-                self._first = await self._events.__anext__()
-                return
-            self._pending = asyncio.ensure_future(self._events.__anext__())
-            done, _ = await asyncio.wait({self._pending}, timeout=timeout)
-            if not done:
-                return
-            task, self._pending = self._pending, None
-            self._first = task.result()
-        except StopAsyncIteration:
-            self._first = None
-        except Exception as exc:
-            await self.aclose(status="failed")
-            raise to_shoal_error(exc) from exc
-
-    def __aiter__(self) -> "Generation":
-        return self
-
-    async def __anext__(self) -> GenerationEvent:
-        # A plain async iterator, not an async generator: asyncio registers every async
-        # generator in a weak set, a cost each relayed request paid for this layer.
-        try:
-            if self._pending is not None:
-                pending, self._pending = self._pending, None
-                self._first = await pending
-            if self._first is not None:
-                event, self._first = self._first, None
-            else:
-                event = await self._events.__anext__()
-        except StopAsyncIteration:
-            raise
-        except ShoalError:
-            self.stats.status = "failed"
-            raise
-        except Exception as exc:
-            self.stats.status = "failed"
-            raise to_shoal_error(exc) from exc
-        self._observe(event)
-        return event
-
-    def _observe(self, event: GenerationEvent) -> None:
-        if self.stats.first_token is None:
-            self.stats.first_token = time.perf_counter()
-        if isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
-            # Engines stream about one token per delta; this is what a cancelled
-            # stream is accounted for, since its final usage never arrives.
-            self.stats.streamed_deltas += 1
-        elif isinstance(event, Finish):
-            self.stats.usage = event.usage
-            self.stats.status = "completed" if event.reason != "length" else "incomplete"
-
-    async def aclose(self, status: str | None = None) -> None:
-        """Stop the generation (if still running) and free the slot, once."""
-        if self._released:
-            return
-        self._released = True
-        if self._pending is not None:
-            self._pending.cancel()
-            await asyncio.gather(self._pending, return_exceptions=True)
-        try:
-            aclose = getattr(self._events, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        finally:
-            self.deployment.admission.release()
-            stats = self.stats
-            stats.finished = time.perf_counter()
-            if status:
-                stats.status = status
-            elif stats.status == "in_progress":
-                stats.status = "cancelled"
-            if stats.status in ("cancelled", "failed") and not stats.usage.output_tokens:
-                stats.usage = Usage(output_tokens=stats.streamed_deltas)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "model=%s status=%s input=%d cached=%d output=%d ttft_ms=%s total_ms=%.1f",
-                    stats.model, stats.status, stats.usage.input_tokens, stats.usage.cached_tokens,
-                    stats.usage.output_tokens,
-                    "-" if stats.ttft_ms is None else f"{stats.ttft_ms:.1f}",
-                    (stats.finished - stats.started) * 1000,
-                )
-            if self.on_close is not None:
-                self.on_close(self)
-            if self._hooks is not None:
-                rest = self._hooks.finish(self.context, self.deployment, stats, self._token)
-                if rest is not None:
-                    # Shielded: a client that went away must still be accounted for.
-                    await asyncio.shield(rest)
-
-
 class Pipeline:
-    """Holds the deployments and routers; starts each generation on the best deployment that answers.
+    """Starts each operation (a generation, an embedding) on the best deployment that answers.
+
+    ``router`` plans the candidates (``shoal.routing.Router`` in the app); the pipeline owns
+    admission, hooks (limits and metering) and failover, the same for every operation.
 
     Failover happens only before the first event: a retryable failure (connect
     error, timeout, 5xx, 429) moves on to the next candidate, and after a round
@@ -258,14 +35,13 @@ class Pipeline:
     candidate's failure answers 504 if that failure was a timeout, else its own error (502).
     """
 
-    def __init__(self, deployments: list[Deployment], *, prime_timeout: float = 10.0,
-                 hooks: PipelineHooks | None = None, routers: Sequence[RouterSpec] = (),
+    def __init__(self, router: Planner, *, prime_timeout: float = 10.0, hooks: PipelineHooks | None = None,
                  retries: int = 1, backoff: float = 0.25, max_backoff: float = 5.0,
-                 deadline: float = 60.0, observer: "PipelineObserver | None" = None) -> None:
-        self.deployments = deployments
+                 deadline: float = 60.0, observer: PipelineObserver | None = None) -> None:
+        self.router = router
+        self.deployments = list(router.deployments)
         self.prime_timeout = prime_timeout
         self.hooks = hooks
-        self.router = Router(deployments, routers)
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -280,7 +56,7 @@ class Pipeline:
         """The deployment ``model`` (id, alias or router) goes to first, or a 404 (also out of scope)."""
         return self.router.resolve(model, context)
 
-    async def start(self, request: GenerationRequest, context: RequestContext | None = None) -> Generation:
+    async def start(self, request: Operation, context: RequestContext | None = None) -> Generation:
         """Admit ``request`` and start it on the first candidate that answers.
 
         Raises 404 / 400 (no capable deployment) / 429 / 503 / early backend errors.
@@ -304,7 +80,7 @@ class Pipeline:
         context.headers["x-shoal-deployment"] = generation.deployment.name
         return generation
 
-    async def _failover(self, request: GenerationRequest, context: RequestContext, candidates: list[Deployment],
+    async def _failover(self, request: Operation, context: RequestContext, candidates: list[Deployment],
                         tried: list[tuple[Deployment, GenerationStats]]) -> Generation:
         error: BaseException | None = None
         loop = asyncio.get_running_loop()
@@ -355,7 +131,7 @@ class Pipeline:
                     error = exc
         return self._give_up(request, error, tried)
 
-    def _give_up(self, request: GenerationRequest, error: BaseException | None,
+    def _give_up(self, request: Operation, error: BaseException | None,
                  tried: list[tuple[Deployment, GenerationStats]]) -> NoReturn:
         """Raise why ``request`` got no first byte: 504 for a timeout (the deadline's or the last upstream's)."""
         cause = error.__cause__ if error is not None else None
@@ -366,7 +142,7 @@ class Pipeline:
             f"No deployment of {request.model!r} started answering in time (deadline {self.deadline:g} s; "
             f"tried {len(tried)} time(s): {names}). Retry later.") from error
 
-    async def _attempt(self, dep: Deployment, request: GenerationRequest, context: RequestContext,
+    async def _attempt(self, dep: Deployment, request: Operation, context: RequestContext,
                        tried: list[tuple[Deployment, GenerationStats]]) -> Generation:
         """One try on ``dep``: take a slot, start, wait for the first event."""
         await dep.admission.acquire()
@@ -374,7 +150,7 @@ class Pipeline:
         tried.append((dep, stats))
         dep.breaker.attempt()
         try:
-            events = dep.backend.generate(request)
+            events = request.run(dep.backend)
         except Exception as exc:
             dep.admission.release()
             stats.status = "failed"

@@ -8,12 +8,16 @@ front-end encodes its own way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import field
 from functools import cached_property
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Protocol, Union
 
 from shoal.core.records import record
+
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -168,6 +172,100 @@ class GenerationRequest:
         """Every image of every message, in order (asked for by routing and estimates, so kept)."""
         return tuple(image for msg in self.messages for image in msg.images)
 
+    # The Operation protocol (core/operation.py): what routing and metering ask of a request.
+    kind: ClassVar[str] = "generate"
+
+    def needs(self) -> tuple[str, ...]:
+        """Capabilities a deployment must list: ``tools``, ``json_schema``, ``vision``."""
+        return needs(self)
+
+    def hard_needs(self) -> tuple[str, ...]:
+        """Needs a model named directly cannot fall back on (images)."""
+        return tuple(n for n in self.needs() if n in HARD_NEEDS)
+
+    def prefers(self) -> tuple[str, ...]:
+        """``reasoning`` when the request asks for it (a preference, not a requirement)."""
+        return ("reasoning",) if self.reasoning_effort not in (None, "none") else ()
+
+    def typical_input_tokens(self) -> int:
+        """A likely prompt size in tokens."""
+        return typical_input_tokens(self)
+
+    def upper_input_tokens(self, context_length: int) -> int:
+        """At most this many prompt tokens."""
+        return upper_input_tokens(self, context_length)
+
+    def max_output_tokens(self, context_length: int) -> int:
+        """``max_tokens`` if set, else the context window."""
+        return max_output_tokens(self, context_length)
+
+    def requested_output_tokens(self) -> int | None:
+        """``max_tokens``, if the caller set it."""
+        return self.sampling.max_tokens
+
+    def run(self, backend: Generator) -> AsyncIterator[GenerationEvent]:
+        """The backend's generation."""
+        return backend.generate(self)
+
+
+# Estimates made before a generation starts (the engine's real counts come at the end): the typical
+# prompt size is what a tokens-per-minute hold reserves, settled to the truth afterwards; the upper bound
+# (a token covers at least one byte, plus what the chat template adds) is what a budget reserves.
+
+PER_MESSAGE_TOKENS = 16
+TEMPLATE_ALLOWANCE_TOKENS = 256
+CHARS_PER_TOKEN = 4
+IMAGE_UPPER_TOKENS = 1600
+"""The most one image is taken to cost: above OpenAI's largest high-detail tiling (1,445) and
+Anthropic's cap (~1,600 for a 1.15-megapixel image)."""
+HARD_NEEDS = frozenset({"vision"})
+"""Needs a model named directly cannot fall back on: its backend would fail or silently drop the images."""
+
+
+def _texts(request: GenerationRequest) -> list[str]:
+    texts: list[str] = []
+    for message in request.messages:
+        texts.append(message.content or "")
+        if message.reasoning:
+            texts.append(message.reasoning)
+        for call in message.tool_calls:
+            texts += [call.name, call.arguments]
+    for tool in request.tools:
+        texts.append(json.dumps({"name": tool.name, "description": tool.description,
+                                 "parameters": tool.parameters}, separators=(",", ":")))
+    return texts
+
+
+def typical_input_tokens(request: GenerationRequest) -> int:
+    """A likely prompt size in tokens."""
+    chars = sum(len(t) for t in _texts(request))
+    images = sum(image.estimated_tokens for image in request.images)
+    return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(request.messages) + 8 + images
+
+
+def upper_input_tokens(request: GenerationRequest, context_length: int) -> int:
+    """At most this many prompt tokens (never more than the context window)."""
+    size = sum(len(t.encode()) for t in _texts(request)) + IMAGE_UPPER_TOKENS * len(request.images)
+    return min(size + PER_MESSAGE_TOKENS * len(request.messages) + TEMPLATE_ALLOWANCE_TOKENS, context_length)
+
+
+def max_output_tokens(request: GenerationRequest, context_length: int) -> int:
+    """``max_tokens`` if set, else the context window (the most any generation can emit)."""
+    limit = request.sampling.max_tokens
+    return min(limit, context_length) if limit else context_length
+
+
+def needs(request: GenerationRequest) -> tuple[str, ...]:
+    """The capabilities a deployment must have to serve ``request``."""
+    out = []
+    if request.tools and request.tool_choice != "none":
+        out.append("tools")
+    if request.response_format is not None and request.response_format.type == "json_schema":
+        out.append("json_schema")
+    if request.images:
+        out.append("vision")
+    return tuple(out)
+
 
 @record
 class TokenLogprob:
@@ -265,3 +363,11 @@ class Citation:
 
 
 GenerationEvent = Union[TextDelta, ReasoningDelta, ToolCallDelta, ServerToolCall, Citation, Finish]
+
+
+class Generator(Protocol):
+    """What :meth:`GenerationRequest.run` needs of a backend (``core.backend.Backend`` has it)."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Stream the events of ``request``."""
+        ...

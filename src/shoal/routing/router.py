@@ -9,17 +9,14 @@ context length), in policy order, skipping deployments whose circuit is open.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 from shoal.core.context import RequestContext
-from shoal.core.types import GenerationRequest
+from shoal.core.deployment import Deployment, Plan
+from shoal.core.operation import Operation
 from shoal.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
 from shoal.routing.strategies import by_load, lacks_hard_need, order_models, unfit
-
-if TYPE_CHECKING:
-    from shoal.core.pipeline import Deployment
 
 
 @dataclass(frozen=True)
@@ -40,26 +37,19 @@ class RouterSpec:
                          extra={"router": {"policy": self.policy, "models": list(self.models)}})
 
 
-def live_card(deps: Sequence["Deployment"]) -> ModelCard:
+def live_card(deps: Sequence[Deployment]) -> ModelCard:
     """The model's card, plus its local deployments' mode and state (``deployments``) when it has any."""
     card = deps[0].card
     states = [state for dep in deps if (state := dep.status()) is not None]
     return replace(card, extra={**card.extra, "deployments": states}) if states else card
 
 
-@dataclass
-class Plan:
-    """The deployments to try for one request, best first."""
-
-    model: str
-    candidates: list["Deployment"] = field(default_factory=list)
-
-
 class Router:
     """Resolves names and plans candidates; holds no state besides the deployments' own."""
 
-    def __init__(self, deployments: Sequence["Deployment"], routers: Sequence[RouterSpec] = ()) -> None:
-        self.groups: dict[str, list["Deployment"]] = {}
+    def __init__(self, deployments: Sequence[Deployment], routers: Sequence[RouterSpec] = ()) -> None:
+        self.deployments = list(deployments)
+        self.groups: dict[str, list[Deployment]] = {}
         self._names: dict[str, str] = {}
         for dep in deployments:
             self.groups.setdefault(dep.card.id, []).append(dep)
@@ -76,6 +66,10 @@ class Router:
                     raise ValueError(f"router {spec.id}: the name {name!r} is already taken")
                 self.routers[name] = spec
 
+    def is_router(self, name: str) -> bool:
+        """Whether ``name`` (an id or alias) is one of the catalog's routers."""
+        return name in self.routers
+
     def cards(self, context: RequestContext | None = None) -> list[ModelCard]:
         """One card per model (its first deployment's, with local models' live state) and per router."""
         out = [live_card(deps) for model_id, deps in self.groups.items()
@@ -89,7 +83,7 @@ class Router:
             out.append(spec.card(max(lengths, default=0)))
         return out
 
-    def usable(self, model_id: str, context: RequestContext) -> list["Deployment"]:
+    def usable(self, model_id: str, context: RequestContext) -> list[Deployment]:
         """The deployments of ``model_id`` this caller may use (reserved ones only for their keys)."""
         return [dep for dep in self.groups[model_id] if dep.admits(context)]
 
@@ -99,13 +93,13 @@ class Router:
             models = [m for m in models if context.may_use(m)]
         return [m for m in models if self.usable(m, context)]
 
-    def resolve(self, model: str, context: RequestContext | None = None) -> "Deployment":
+    def resolve(self, model: str, context: RequestContext | None = None) -> Deployment:
         """The deployment a name would go to first, ignoring the request (404 if unknown or not allowed)."""
         context = context or RequestContext()
         groups = self._groups_for(model, context)
         return by_load(groups[0])[0]
 
-    def _groups_for(self, model: str, context: RequestContext) -> list[list["Deployment"]]:
+    def _groups_for(self, model: str, context: RequestContext) -> list[list[Deployment]]:
         spec = self.routers.get(model)
         if spec is not None:
             groups = [self.usable(m, context) for m in self._allowed(spec, context)]
@@ -117,7 +111,7 @@ class Router:
             raise ModelNotFoundError(model)
         return groups
 
-    def plan(self, request: GenerationRequest, context: RequestContext) -> Plan:
+    def plan(self, request: Operation, context: RequestContext) -> Plan:
         """Candidates for ``request``: capable, circuit closed, in policy then load order.
 
         A router never sends a request to a deployment that lacks what it needs
@@ -130,18 +124,19 @@ class Router:
         groups: list[Sequence[Deployment]] = list(self._groups_for(request.model, context))
         if spec is not None:
             groups = order_models(groups, spec.policy, request)
-        capable: list["Deployment"] = []
+        capable: list[Deployment] = []
         reasons: list[str] = []
         for deps in groups:
             for dep in by_load(deps):
-                why = unfit(dep.card, request)
+                why = unfit(dep.card, request) if dep.serves(request) else f"does not serve {request.kind}"
                 if why is None:
                     capable.append(dep)
                 else:
                     reasons.append(f"{dep.name} {why}")
         if not capable and spec is None:
             # A model named directly: its own backend answers what it cannot do (as without a catalog).
-            capable = [dep for deps in groups for dep in by_load(deps) if not lacks_hard_need(dep.card, request)]
+            capable = [dep for deps in groups for dep in by_load(deps)
+                       if dep.serves(request) and not lacks_hard_need(dep.card, request)]
         if not capable:
             raise InvalidRequestError(f"No deployment of {request.model!r} can serve this request: "
                                       + "; ".join(dict.fromkeys(reasons)) + ".", param="model",

@@ -23,12 +23,14 @@ from typing import Any
 from shoal.auth.concurrency import ConcurrencyLimiter, Lease, LocalInFlight
 from shoal.auth.ratelimit import RateLimiter, TokenHold
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Deployment, GenerationStats
-from shoal.core.types import GenerationRequest, Usage
+from shoal.core.deployment import Deployment
+from shoal.core.generation import GenerationStats
+from shoal.core.operation import Operation
+from shoal.core.types import Usage
 from shoal.storage.keys import ApiKey
 from shoal.storage.usage import UsageRecord, UsageStore
 from shoal.usage.budget import BudgetHold, Ledger
-from shoal.usage.estimate import max_cost, max_output_tokens, typical_input_tokens
+from shoal.usage.estimate import max_cost
 from shoal.usage.pricing import PriceTable
 
 log = logging.getLogger("shoal.usage")
@@ -44,7 +46,7 @@ class Ticket:
     """What ``admit`` reserved for one generation, handed back to ``finish``."""
 
     started: float
-    request: GenerationRequest | None = None
+    request: Operation | None = None
     tokens: TokenHold | None = None
     budget: BudgetHold | None = None
     lease: Lease | None = None
@@ -52,7 +54,7 @@ class Ticket:
     @cached_property
     def estimated_input(self) -> int:
         """The prompt's likely size in tokens, worked out only when a limit or an interrupted stream needs it."""
-        return typical_input_tokens(self.request) if self.request is not None else 0
+        return self.request.typical_input_tokens() if self.request is not None else 0
 
 
 class Meter:
@@ -73,7 +75,7 @@ class Meter:
         self._renewer: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
 
-    async def admit(self, request: GenerationRequest, context: RequestContext,
+    async def admit(self, request: Operation, context: RequestContext,
                     candidates: Sequence[Deployment]) -> Ticket:
         """Reserve tokens and the maximum cost, take an in-flight place; 429 if any is over.
 
@@ -94,7 +96,7 @@ class Meter:
                 amount = max_cost(request, card.context_length, self.prices.for_card(card))
                 ticket.budget = await self.ledger.reserve(key, amount)
                 log.debug("key %s reserved $%.6f for up to %d output tokens of %s", key.id, amount,
-                          max_output_tokens(request, card.context_length), card.id)
+                          request.max_output_tokens(card.context_length), card.id)
             # Last: a request the limits above refuse never counts as in flight, even for a moment.
             ticket.lease = await self.concurrency.enter(key.id)
         except BaseException:
@@ -107,15 +109,16 @@ class Meter:
         return ticket
 
     @staticmethod
-    def _tokens(request: GenerationRequest, ticket: Ticket, tpm: int, candidates: Sequence[Deployment]) -> int:
+    def _tokens(request: Operation, ticket: Ticket, tpm: int, candidates: Sequence[Deployment]) -> int:
         """What a request reserves against ``tpm``: its prompt plus the most it may write.
 
         Without ``max_tokens`` that is the rest of the largest context window; capped at the
         limit itself (prompt permitting), so such a request may run, but alone in its minute.
         """
         prompt = ticket.estimated_input
-        if request.sampling.max_tokens:
-            return prompt + request.sampling.max_tokens
+        requested = request.requested_output_tokens()
+        if requested:
+            return prompt + requested
         context_length = max((dep.card.context_length for dep in candidates), default=0)
         whole = max(context_length, prompt)  # the prompt plus the context left after it
         return max(min(whole, tpm), prompt)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.backends.base import ModelCard
+from shoal.core.backend import ModelCard
 
 PER_MILLION = 1_000_000
 PRICE_FIELDS = ("input", "cached_input", "output")

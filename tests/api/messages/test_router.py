@@ -14,7 +14,7 @@ import anthropic
 import pytest
 from fastapi.testclient import TestClient
 
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 from shoal.core.types import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from shoal.errors import RateLimitError
 from tests.frames import split_frames

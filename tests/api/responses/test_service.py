@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 from shoal.core.types import TextDelta
 from tests.scripted import ScriptedBackend, make_app, text_script
 

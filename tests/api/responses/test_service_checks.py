@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from shoal.api import formats
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 from tests.scripted import ScriptedBackend, make_app
 
 TOOL = {"type": "function", "name": "lookup",

@@ -17,7 +17,7 @@ from shoal.usage.periods import parse_since
 from shoal.usage.report import summarize
 
 if TYPE_CHECKING:
-    from shoal.auth.tenancy import Tenancy
+    from shoal.api.services import Tenancy
 
 
 def tenancy(request: Request) -> Tenancy:

@@ -14,7 +14,7 @@ import logging
 from shoal.core.context import RequestContext
 from shoal.core.pipeline import Pipeline
 from shoal.core.types import GenerationRequest
-from shoal.usage.estimate import typical_input_tokens
+from shoal.core.types import typical_input_tokens
 
 log = logging.getLogger("shoal.api")
 

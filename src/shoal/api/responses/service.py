@@ -15,7 +15,8 @@ from shoal.api.responses.leases import LeaseKeeper
 from shoal.api.responses.translate import SOURCES_INCLUDE, check_request, input_messages, to_generation
 from shoal.api.responses.web_search_loop import with_web_search
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Generation, Pipeline
+from shoal.core.generation import Generation
+from shoal.core.pipeline import Pipeline
 from shoal.errors import InvalidRequestError, NotFoundError, ShoalError, StorageUnavailableError
 from shoal.protocol.responses import ResponsesRequest
 from shoal.storage.responses import ACTIVE, ResponseStore, StoredResponse

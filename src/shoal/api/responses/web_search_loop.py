@@ -28,7 +28,8 @@ from typing import Any, cast
 from shoal.api.encoding import new_id
 from shoal.api.responses.tools import WEB_SEARCH
 from shoal.core.context import RequestContext
-from shoal.core.pipeline import Generation, Pipeline
+from shoal.core.generation import Generation
+from shoal.core.pipeline import Pipeline
 from shoal.core.types import (
     Citation,
     Finish,

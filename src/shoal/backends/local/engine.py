@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shoal.backends.base import BackendFailure, ModelCard
+from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
 from shoal.backends.local.chunks import ChunkTranslator, to_llama_body
 from shoal.core.types import GenerationEvent, GenerationRequest
 
@@ -44,7 +44,7 @@ class LocalModelConfig:
     """Let llama.cpp print its own (very chatty) logs; otherwise only its errors."""
 
 
-class LocalBackend:
+class LocalBackend(BaseBackend):
     """Serves one GGUF model from this process with llama.cpp."""
 
     def __init__(self, config: LocalModelConfig) -> None:

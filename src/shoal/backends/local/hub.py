@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.backends.local.fetch import ModelFetchError
-from shoal.config import ConfigError
+from shoal.errors import ConfigError
 
 __all__ = ["HubFile", "hub_cache_dir", "hub_offline", "parse_hub_spec", "resolve_hub_file"]
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
-from shoal.backends.base import BackendFailure, ModelCard
+from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
 from shoal.core.types import GenerationEvent, GenerationRequest
 from shoal.errors import OverloadedError
 
@@ -132,7 +132,7 @@ class MemoryPool:
                 pass
 
 
-class ServerlessBackend:
+class ServerlessBackend(BaseBackend):
     """A local model loaded on demand and unloaded when idle (implements ``Backend``).
 
     ``factory`` makes a fresh, unloaded engine for each load; ``size`` is the

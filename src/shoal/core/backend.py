@@ -1,4 +1,4 @@
-"""The one small protocol every backend implements."""
+"""What a backend is to the rest of Shoal: its protocol, the card of a model it serves, its failure."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from shoal.core.types import GenerationEvent, GenerationRequest
+
+GENERATE = "generate"
+"""The operation every text backend serves: a :class:`GenerationRequest` answered by events."""
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class ModelCard:
 
 
 class BackendFailure(Exception):
-    """Raised by a backend when generation fails.
+    """Raised by a backend when an operation fails.
 
     ``client_error`` marks failures caused by the request itself (for example a
     prompt longer than the context), which become 400s rather than 502s.
@@ -46,14 +49,26 @@ class BackendFailure(Exception):
 
 @runtime_checkable
 class Backend(Protocol):
-    """A source of generations: the local engine or an upstream."""
+    """A source of generations (and other operations): the local engine or an upstream.
+
+    Every member is declared here, optional abilities included, so callers never probe
+    a backend with ``getattr``; :class:`BaseBackend` gives the usual defaults.
+    """
 
     name: str
     capacity: int
-    """How many generations it runs at once; the pipeline queues the rest."""
+    """How many operations it runs at once; the pipeline queues the rest."""
+    operations: frozenset[str]
+    """What it serves (``generate``; other kinds as they are added); the router skips the rest."""
+    reserved_for: frozenset[str] | None
+    """Key ids or names that may use it (None = every caller)."""
 
     def models(self) -> list[ModelCard]:
         """The models this backend serves."""
+        ...
+
+    def status(self) -> dict[str, Any] | None:
+        """A local model's live mode and state (``{"mode": ..., "state": ...}``), or None."""
         ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
@@ -71,3 +86,20 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release the engine or connections."""
         ...
+
+
+class BaseBackend:
+    """Defaults for :class:`Backend`'s optional members: text generation only, open to all, no live state."""
+
+    name: str
+    operations: frozenset[str] = frozenset({GENERATE})
+    reserved_for: frozenset[str] | None = None
+
+    def status(self) -> dict[str, Any] | None:
+        """No live state to show."""
+        return None
+
+    def unsupported(self, operation: str) -> BackendFailure:
+        """The failure for an operation this backend does not serve (the router avoids asking)."""
+        return BackendFailure(f"{self.name} does not serve {operation}",
+                              client_error=True, code="model_not_capable")

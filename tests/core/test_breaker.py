@@ -1,6 +1,6 @@
 """The circuit breaker's states."""
 
-from shoal.routing.breaker import CircuitBreaker
+from shoal.core.breaker import CircuitBreaker
 
 
 def test_opens_after_threshold_then_half_open_probe() -> None:

@@ -1,9 +1,8 @@
-"""What makes Shoal multi-tenant, built once per app: managed keys, rate limits, budgets, metering."""
+"""Builds what makes Shoal multi-tenant, once per app: managed keys, rate limits, budgets, metering."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,7 +14,7 @@ from shoal.auth.keys import StaticKeys
 from shoal.auth.manage import KeyManager
 from shoal.auth.ratelimit import RateLimiter
 from shoal.config import Settings
-from shoal.core.pipeline import Deployment
+from shoal.api.services import Tenancy
 from shoal.storage.db import Database
 from shoal.storage.keys import KeyStore
 from shoal.storage.usage import UsageStore
@@ -44,40 +43,6 @@ def safe_redis_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-@dataclass
-class Tenancy:
-    """The services behind keys, limits and usage, and the Redis client they share (if any)."""
-
-    access: Access
-    keys: KeyManager
-    usage: UsageStore
-    meter: Meter
-    admin: AdminAuth
-    redis: Any = None
-
-    @property
-    def mode(self) -> str:
-        """Where limits are kept: ``redis`` (shared by replicas) or ``in-process``."""
-        return "redis" if self.redis is not None else "in-process"
-
-    def serve(self, deployments: list[Deployment]) -> None:
-        """Learn the served models, so a key scoped to an alias covers the model behind it."""
-        names: dict[str, str] = {}
-        for dep in deployments:
-            for name in (dep.card.id, *dep.card.aliases):
-                names.setdefault(name, dep.card.id)
-        self.access.canonical = names.get
-
-    async def aclose(self) -> None:
-        """Settle what is pending, write the queued usage records; close the Redis connections."""
-        try:
-            await self.meter.aclose()
-            await self.usage.aclose()
-        finally:
-            if self.redis is not None:
-                await self.redis.aclose()
 
 
 async def connect_redis(url: str) -> Any:
