@@ -105,7 +105,8 @@ def test_ipv6_base_url() -> None:
 
 
 @pytest.mark.parametrize("overrides", [{"parallel": 0}, {"ctx_per_slot": 100}, {"max_queue": -1}, {"models": ""},
-                                       {"first_byte_deadline": 0}, {"max_concurrency_per_key": -1}])
+                                       {"first_byte_deadline": 0}, {"max_concurrency_per_key": -1},
+                                       {"drain_seconds": -1}])
 def test_impossible_values(overrides: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         build_settings(**overrides)
@@ -114,6 +115,16 @@ def test_impossible_values(overrides: dict[str, object]) -> None:
 def test_database_url_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOAL_DATABASE_URL", "sqlite:///x.db")
     assert build_settings().database_url == "sqlite:///x.db"
+
+
+def test_drain_seconds_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build_settings().drain_seconds == 30.0
+    monkeypatch.setenv("SHOAL_DRAIN_SECONDS", "2.5")
+    assert build_settings().drain_seconds == 2.5
+    assert build_settings(drain_seconds=4).drain_seconds == 4.0  # the flag wins
+    monkeypatch.setenv("SHOAL_DRAIN_SECONDS", "soon")
+    with pytest.raises(ConfigError, match="SHOAL_DRAIN_SECONDS must be a number"):
+        build_settings()
 
 
 def test_wrongly_typed_value_is_a_config_error(tmp_path: Path) -> None:

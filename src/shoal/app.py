@@ -83,9 +83,11 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
 
     @app.get("/ready")
     async def ready() -> Response:
-        """Readiness: 200 when every model has a deployment whose circuit is closed, else 503."""
+        """Readiness: 200 when every model has a deployment whose circuit is closed, else 503 (also while draining)."""
         from shoal.metrics import ready as readiness
 
+        if getattr(app.state, "draining", False):
+            return JSONResponse({"status": "draining"}, status_code=503)
         svc: Services | None = getattr(app.state, "services", None)
         ok, detail = readiness(svc.pipeline.deployments) if svc is not None else (False, {})
         return JSONResponse({"status": "ready" if ok else "not_ready", **detail}, status_code=200 if ok else 503)

@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="longest wait for a streamed answer's first byte across failover, then 504 (default 60)")
     p.add_argument("--max-concurrency-per-key", type=int, metavar="N",
                    help="generations one key may have running or queued at once, then 429 (default 32; 0: no cap)")
+    p.add_argument("--drain-seconds", type=float, metavar="SECONDS",
+                   help="on SIGTERM, how long requests in flight may take to finish before they are cut "
+                        "(default 30; or SHOAL_DRAIN_SECONDS)")
     p.add_argument("--web-search-url", help="SearxNG-compatible JSON search endpoint for the built-in web_search "
                                             "tool (or SHOAL_WEB_SEARCH_URL; default: tool off)")
 
@@ -105,6 +109,7 @@ def serve(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes, log_level=args.log_level, access_log=args.access_log,
             admin_token=args.admin_token, redis_url=args.redis_url, web_search_url=args.web_search_url,
             first_byte_deadline=args.first_byte_deadline, max_concurrency_per_key=args.max_concurrency_per_key,
+            drain_seconds=args.drain_seconds,
         )
     except ConfigError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
@@ -142,9 +147,26 @@ def serve(args: argparse.Namespace) -> int:
         print(f"shoal: {problem}", file=sys.stderr)
         return 1
     app = create_app(settings, on_ready=on_ready)
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, which on SIGTERM also turns ``/ready`` to 503 for as long as it drains."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Only a flag: a signal handler must not take locks (logging) that the interrupted code may hold.
+            app.state.draining = True
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            access_log=settings.access_log, timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+                            access_log=settings.access_log,
+                            # Typed int, used as asyncio.timeout(): a fraction of a second works.
+                            timeout_graceful_shutdown=settings.drain_seconds)  # type: ignore[arg-type]
+    server = DrainingServer(config)
+    # uvicorn stops accepting connections on SIGTERM, lets the requests in flight finish for up to
+    # timeout_graceful_shutdown seconds, cancels the rest, runs the lifespan shutdown, and then
+    # raises the signal again to the handler that was there before it. Python's default for SIGTERM
+    # would end a cleanly drained server with 143; this handler makes that a no-op (serve() returns 0),
+    # and a SIGTERM that comes before uvicorn installs its own still stops the server.
+    signal.signal(signal.SIGTERM, server.handle_exit)
     try:
         server.run()
     except (ModelFetchError, SchemaError) as exc:

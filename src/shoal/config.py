@@ -17,6 +17,14 @@ MIN_STATIC_KEY_LENGTH = 16
 """Shortest static API key accepted: a short key is guessed, or brute-forced, too easily."""
 
 
+ENV_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("SHOAL_DATABASE_URL", "database_url"), ("SHOAL_ADMIN_TOKEN", "admin_token"), ("SHOAL_REDIS_URL", "redis_url"),
+    ("SHOAL_REDIS_PREFIX", "redis_prefix"), ("SHOAL_WEB_SEARCH_URL", "web_search_url"),
+    ("SHOAL_DRAIN_SECONDS", "drain_seconds"),
+)
+"""Environment variables read by :func:`build_settings`, with the setting each sets (besides ``SHOAL_API_KEYS``)."""
+
+
 def default_data_dir() -> Path:
     """``SHOAL_HOME`` or the user's data directory."""
     env = os.environ.get("SHOAL_HOME")
@@ -76,6 +84,9 @@ class Settings:
     """Seconds a streamed request may wait for its first byte across every failover attempt (then 504)."""
     max_concurrency_per_key: int = 32
     """Generations one key may have in flight (running or queued) at once; past it 429. 0 = no cap."""
+    drain_seconds: float = 30.0
+    """On SIGTERM: how long requests in flight may take to finish before they are cut and the server exits.
+    Also SHOAL_DRAIN_SECONDS."""
 
     @property
     def auth_enabled(self) -> bool:
@@ -131,6 +142,8 @@ class Settings:
             raise ConfigError("first_byte_deadline must be > 0 seconds.")
         if self.max_concurrency_per_key < 0:
             raise ConfigError("max_concurrency_per_key must be >= 0 (0: no cap).")
+        if self.drain_seconds < 0:
+            raise ConfigError("drain_seconds must be >= 0.")
         if self.memory_wait_seconds < 0:
             raise ConfigError("memory_wait_seconds must be >= 0.")
         if not self.response_lease_seconds > 0:
@@ -163,6 +176,17 @@ def _coerce(name: str, value: Any) -> Any:
         return float(value)
     if not isinstance(value, type(default)):
         raise ConfigError(f"setting '{name}' must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _from_env(env_name: str, setting: str, value: str) -> Any:
+    """An environment variable's text as its setting's type (the environment holds only strings)."""
+    default = next(f.default for f in fields(Settings) if f.name == setting)
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{env_name} must be a number, got {value!r}") from None
     return value
 
 
@@ -236,11 +260,9 @@ def build_settings(config_file: Path | None = None, **overrides: Any) -> Setting
     env_keys = os.environ.get("SHOAL_API_KEYS")
     if env_keys:
         values["api_keys"] = env_keys
-    for env_name, setting in (("SHOAL_DATABASE_URL", "database_url"), ("SHOAL_ADMIN_TOKEN", "admin_token"),
-                              ("SHOAL_REDIS_URL", "redis_url"), ("SHOAL_REDIS_PREFIX", "redis_prefix"),
-                              ("SHOAL_WEB_SEARCH_URL", "web_search_url")):
+    for env_name, setting in ENV_SETTINGS:
         if os.environ.get(env_name):
-            values[setting] = os.environ[env_name]
+            values[setting] = _from_env(env_name, setting, os.environ[env_name])
     values.update({k: v for k, v in overrides.items() if v is not None})
     settings = replace(Settings(), **{k: _coerce(k, v) for k, v in values.items()})
     settings.check()
