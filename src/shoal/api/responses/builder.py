@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 
 from shoal.api.encoding import logprob_dicts, new_id
 from shoal.api.responses.items import seal_reasoning
+from shoal.api.responses.output import choice, frozen, new_call, usage_dict
 from shoal.api.responses.tools import OfferedTools, custom_input
 from shoal.core.types import (
     Citation,
@@ -29,41 +30,11 @@ from shoal.core.types import (
     ServerToolCall,
     TextDelta,
     ToolCallDelta,
-    Usage,
 )
 from shoal.errors import ShoalError
-from shoal.protocol.responses_output import (
-    CallItem,
-    Choice,
-    ChoiceMessage,
-    ContentPartAddedEvent,
-    ContentPartDoneEvent,
-    ErrorEvent,
-    Logprob,
-    OutputItem,
-    OutputItemAddedEvent,
-    OutputItemDoneEvent,
-    OutputText,
-    OutputTextAnnotationAddedEvent,
-    OutputTextDeltaEvent,
-    ReasoningText,
-    ReasoningTextDeltaEvent,
-    Response,
-    ResponseCreatedEvent,
-    ResponseFailedEvent,
-    ResponseInProgressEvent,
-    ResponseQueuedEvent,
-    ResponseStatus,
-    ResponseStreamEvent,
-    ResponseUsage,
-    TerminalEvent,
-    UrlCitation,
-    WebSearchCall,
-)
+from shoal.protocol import responses_output as wire
 
-Events = list[ResponseStreamEvent]
-
-CALL_KINDS = frozenset({"function_call", "custom_tool_call"})
+Events = list[wire.ResponseStreamEvent]
 
 SDK_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
 
@@ -74,21 +45,7 @@ class IllegalTransition(RuntimeError):
     """A status change the response lifecycle does not allow."""
 
 
-def usage_dict(usage: Usage) -> ResponseUsage:
-    """Responses usage with cached, reasoning and tool output token details."""
-    return {
-        "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
-        "output_tokens": usage.output_tokens,
-        "output_tokens_details": {
-            "reasoning_tokens": usage.reasoning_tokens,
-            "tool_output_tokens": usage.tool_output_tokens,
-        },
-        "total_tokens": usage.total_tokens,
-    }
-
-
-def cancelled_copy(body: Response) -> Response:
+def cancelled_copy(body: wire.Response) -> wire.Response:
     """A stored response (running on another replica) as cancelled: the one status write outside a builder."""
     return {**body, "status": "cancelled"}
 
@@ -99,7 +56,7 @@ class ResponseBuilder:
     def __init__(self, base: dict[str, Any], *, logprobs: bool = False, seal: bool = False,
                  tools: OfferedTools | None = None, max_tool_calls: int | None = None) -> None:
         now = int(time.time())
-        self.response = cast(Response, {
+        self.response = cast(wire.Response, {
             "id": base.get("id") or new_id("resp_"),
             "object": "response",
             "created_at": now,
@@ -121,11 +78,11 @@ class ResponseBuilder:
         self._queued = False
         # Calls past max_tool_calls, left out of the response (by the backend's call index).
         self._over_limit: set[int] = set()
-        self._open: OutputItem | None = None
-        self._text: OutputText | None = None  # the open message's part (the hot path)
-        self._thought: ReasoningText | None = None  # the open reasoning item's part
-        self._call_items: dict[int, CallItem] = {}
-        self._calls_open: dict[int, CallItem] = {}
+        self._open: wire.OutputItem | None = None
+        self._text: wire.OutputText | None = None  # the open message's part (the hot path)
+        self._thought: wire.ReasoningText | None = None  # the open reasoning item's part
+        self._call_items: dict[int, wire.CallItem] = {}
+        self._calls_open: dict[int, wire.CallItem] = {}
         self._custom_arguments: dict[str, str] = {}
 
     @property
@@ -134,7 +91,7 @@ class ResponseBuilder:
         return self.response["id"]
 
     @property
-    def status(self) -> ResponseStatus:
+    def status(self) -> wire.ResponseStatus:
         """The response's status (changed only by this builder's transitions)."""
         return self.response["status"]
 
@@ -152,18 +109,18 @@ class ResponseBuilder:
         self.sequence = number + 1
         return number
 
-    def snapshot(self) -> Response:
+    def snapshot(self) -> wire.Response:
         """A copy of the response that later events do not change."""
-        return {**self.response, "output": [cast(OutputItem, dict(i)) for i in self.response["output"]]}
+        return {**self.response, "output": [cast(wire.OutputItem, dict(i)) for i in self.response["output"]]}
 
     # -- transitions -------------------------------------------------------
-    def _move(self, to: ResponseStatus, allowed: frozenset[str] | set[str]) -> None:
+    def _move(self, to: wire.ResponseStatus, allowed: frozenset[str] | set[str]) -> None:
         current = self.response["status"]
         if current not in allowed:
             raise IllegalTransition(f"response {self.id}: {current} -> {to}")
         self.response["status"] = to
 
-    def queue(self) -> ResponseQueuedEvent:
+    def queue(self) -> wire.ResponseQueuedEvent:
         """Background mode: ``queued`` before anything runs; ``response.queued``."""
         if self._created or self._queued:
             raise IllegalTransition(f"response {self.id}: cannot be queued once {self.status}")
@@ -171,13 +128,13 @@ class ResponseBuilder:
         self._queued = True
         return {"type": "response.queued", "sequence_number": self._seq(), "response": self.snapshot()}
 
-    def _announce(self) -> ResponseCreatedEvent:
+    def _announce(self) -> wire.ResponseCreatedEvent:
         if self._created:
             raise IllegalTransition(f"response {self.id} was already started")
         self._created = True
         return {"type": "response.created", "sequence_number": self._seq(), "response": self.snapshot()}
 
-    def start(self) -> list[ResponseCreatedEvent | ResponseInProgressEvent]:
+    def start(self) -> list[wire.ResponseCreatedEvent | wire.ResponseInProgressEvent]:
         """Generation starts (``queued`` → ``in_progress``): ``response.created`` and ``response.in_progress``."""
         if self._created:
             raise IllegalTransition(f"response {self.id} was already started")
@@ -201,25 +158,25 @@ class ResponseBuilder:
         out.append(self._failed(error))
         return out
 
-    def unkept(self, error: ShoalError) -> ResponseFailedEvent:
+    def unkept(self, error: ShoalError) -> wire.ResponseFailedEvent:
         """A finished response that could not be stored is ``failed`` (its terminal event had not gone out)."""
         self._move("failed", {"completed", "incomplete"})
         return self._failed(error)
 
-    def _failed(self, error: ShoalError) -> ResponseFailedEvent:
+    def _failed(self, error: ShoalError) -> wire.ResponseFailedEvent:
         # ResponseError.code is a closed list in the SDK: map ours onto it.
         code = error.code if error.code in SDK_ERROR_CODES else (
             "invalid_prompt" if 400 <= error.status_code < 500 else "server_error")
         self.response["error"] = {"code": code, "message": error.message}
-        self.response["choices"] = [_choice(self.response["output"], "error")]
+        self.response["choices"] = [choice(self.response["output"], "error")]
         return {"type": "response.failed", "sequence_number": self._seq(), "response": self.snapshot()}
 
-    def abort(self, status: Literal["cancelled", "failed"], code: str, message: str) -> ErrorEvent:
+    def abort(self, status: Literal["cancelled", "failed"], code: str, message: str) -> wire.ErrorEvent:
         """End without a response event (cancelled, or failed by another replica): an ``error`` event."""
         self._move(status, ACTIVE)
         return {"type": "error", "sequence_number": self._seq(), "code": code, "message": message, "param": None}
 
-    def cancel(self) -> ErrorEvent:
+    def cancel(self) -> wire.ErrorEvent:
         """``cancelled`` (by the client, or its stream went away)."""
         return self.abort("cancelled", "response_cancelled", "The response was cancelled.")
 
@@ -237,8 +194,8 @@ class ResponseBuilder:
         self.response["completed_at"] = int(time.time())
         if length:
             self.response["incomplete_details"] = {"reason": "max_output_tokens"}
-        self.response["choices"] = [_choice(self.response["output"], event.reason)]
-        terminal: TerminalEvent
+        self.response["choices"] = [choice(self.response["output"], event.reason)]
+        terminal: wire.TerminalEvent
         if length:
             terminal = {"type": "response.incomplete", "sequence_number": self._seq(), "response": self.snapshot()}
         else:
@@ -247,22 +204,22 @@ class ResponseBuilder:
         return out
 
     # -- items -------------------------------------------------------------
-    def _open_item(self, item: OutputItem, key: int | None = None) -> Events:
+    def _open_item(self, item: wire.OutputItem, key: int | None = None) -> Events:
         out = self._close_item()
         # Items stream one at a time, as OpenAI sends them: a new call closes the one before.
         out += self._close_calls()
         output = self.response["output"]
         output.append(item)
         index = len(output) - 1
-        added: OutputItemAddedEvent = {"type": "response.output_item.added", "sequence_number": self._seq(),
-                                       "output_index": index, "item": _copy(item)}
+        added: wire.OutputItemAddedEvent = {"type": "response.output_item.added", "sequence_number": self._seq(),
+                                       "output_index": index, "item": frozen(item)}
         out.append(added)
         if item["type"] == "function_call" or item["type"] == "custom_tool_call":
             assert key is not None
             self._calls_open[key] = item
             return out
         self._open = item
-        part: OutputText | ReasoningText
+        part: wire.OutputText | wire.ReasoningText
         if item["type"] == "message":
             part = self._text = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
             item["content"].append(part)
@@ -271,7 +228,7 @@ class ResponseBuilder:
             item["content"].append(part)
         else:
             return out
-        part_added: ContentPartAddedEvent = {
+        part_added: wire.ContentPartAddedEvent = {
             "type": "response.content_part.added", "sequence_number": self._seq(), "item_id": item["id"],
             "output_index": index, "content_index": 0, "part": cast(Any, dict(part))}
         out.append(part_added)
@@ -290,7 +247,7 @@ class ResponseBuilder:
         self._open = self._text = self._thought = None
         return self._finish_item(item)
 
-    def _finish_item(self, item: OutputItem) -> Events:
+    def _finish_item(self, item: wire.OutputItem) -> Events:
         index = self.response["output"].index(item)
         out: Events = []
         item_id = item["id"]
@@ -321,12 +278,13 @@ class ResponseBuilder:
                         "item_id": item_id, "output_index": index, "input": item["input"]})
         if item["status"] not in ("failed", "incomplete"):
             item["status"] = "completed"
-        done: OutputItemDoneEvent = {"type": "response.output_item.done", "sequence_number": self._seq(),
-                                     "output_index": index, "item": _copy(item)}
+        done: wire.OutputItemDoneEvent = {"type": "response.output_item.done", "sequence_number": self._seq(),
+                                     "output_index": index, "item": frozen(item)}
         out.append(done)
         return out
 
-    def _part_done(self, item_id: str, index: int, part: OutputText | ReasoningText) -> ContentPartDoneEvent:
+    def _part_done(self, item_id: str, index: int,
+                   part: wire.OutputText | wire.ReasoningText) -> wire.ContentPartDoneEvent:
         return {"type": "response.content_part.done", "sequence_number": self._seq(), "item_id": item_id,
                 "output_index": index, "content_index": 0, "part": cast(Any, dict(part))}
 
@@ -340,9 +298,9 @@ class ResponseBuilder:
             item, part = self._open, self._text
             assert item is not None and part is not None
             part["text"] += event.text
-            lps: list[Logprob] = cast(list[Logprob], logprob_dicts(event.logprobs)) if self.logprobs else []
+            lps: list[wire.Logprob] = cast(list[wire.Logprob], logprob_dicts(event.logprobs)) if self.logprobs else []
             part["logprobs"].extend(lps)
-            delta: OutputTextDeltaEvent = {
+            delta: wire.OutputTextDeltaEvent = {
                 "type": "response.output_text.delta", "sequence_number": self._seq(), "item_id": item["id"],
                 "output_index": len(self.response["output"]) - 1, "content_index": 0, "delta": event.text,
                 "logprobs": lps}
@@ -356,7 +314,7 @@ class ResponseBuilder:
             item, thought = self._open, self._thought
             assert item is not None and thought is not None
             thought["text"] += event.text
-            reasoning: ReasoningTextDeltaEvent = {
+            reasoning: wire.ReasoningTextDeltaEvent = {
                 "type": "response.reasoning_text.delta", "sequence_number": self._seq(), "item_id": item["id"],
                 "output_index": len(self.response["output"]) - 1, "content_index": 0, "delta": event.text}
             out.append(reasoning)
@@ -388,7 +346,7 @@ class ResponseBuilder:
             if self.max_tool_calls is not None and len(self._call_items) >= self.max_tool_calls:
                 self._over_limit.add(event.index)
                 return out
-            item = self._new_call(event)
+            item = new_call(event, self.tools.shape(event.name or ""))
             self._call_items[event.index] = item
             out += self._open_item(item, key=event.index)
         if event.name and not item["name"]:
@@ -404,27 +362,12 @@ class ResponseBuilder:
                     "delta": event.arguments})
         return out
 
-    def _new_call(self, event: ToolCallDelta) -> CallItem:
-        """The item of a new call, shaped by the tool it calls (namespace, custom)."""
-        shape = self.tools.shape(event.name or "")
-        call_id = event.id or new_id("call_")
-        item: CallItem
-        if shape.kind == "custom":
-            item = {"id": new_id("ctc_"), "type": "custom_tool_call", "status": "in_progress", "call_id": call_id,
-                    "name": event.name or "", "input": ""}
-        else:
-            item = {"id": new_id("fc_"), "type": "function_call", "status": "in_progress", "call_id": call_id,
-                    "name": event.name or "", "arguments": ""}
-        if shape.namespace is not None:
-            item["namespace"] = shape.namespace
-        return item
-
     def _server_tool_call(self, event: ServerToolCall) -> Events:
         """A built-in web search: its item, and in_progress → searching → completed events."""
         out: Events = []
         item = self._open
         if item is None or item["type"] != "web_search_call" or item["id"] != event.id:
-            search: WebSearchCall = {"id": event.id, "type": "web_search_call", "status": "in_progress",
+            search: wire.WebSearchCall = {"id": event.id, "type": "web_search_call", "status": "in_progress",
                                      "action": {"type": "search", "query": event.query}}
             out += self._open_item(search)
             item = search
@@ -436,7 +379,7 @@ class ResponseBuilder:
             item["status"] = "failed"
             return out + self._close_item()
         item["status"] = cast(Any, event.status)
-        out.append(cast(ResponseStreamEvent, {"type": f"response.web_search_call.{event.status}",
+        out.append(cast(wire.ResponseStreamEvent, {"type": f"response.web_search_call.{event.status}",
                                               "sequence_number": self._seq(), "item_id": item["id"],
                                               "output_index": index}))
         if event.status == "completed":
@@ -448,37 +391,11 @@ class ResponseBuilder:
         item, part = self._open, self._text
         if item is None or part is None:
             return []
-        annotation: UrlCitation = {"type": "url_citation", "start_index": event.start_index,
+        annotation: wire.UrlCitation = {"type": "url_citation", "start_index": event.start_index,
                                    "end_index": event.end_index, "url": event.url, "title": event.title}
         part["annotations"].append(annotation)
-        added: OutputTextAnnotationAddedEvent = {
+        added: wire.OutputTextAnnotationAddedEvent = {
             "type": "response.output_text.annotation.added", "sequence_number": self._seq(), "item_id": item["id"],
             "output_index": len(self.response["output"]) - 1, "content_index": 0,
             "annotation_index": len(part["annotations"]) - 1, "annotation": {**annotation}}
         return [added]
-
-
-def _copy(item: OutputItem) -> OutputItem:
-    """An item as an event carries it: later deltas must not change what was sent."""
-    copied: dict[str, Any] = dict(item)
-    if "content" in copied:
-        copied["content"] = [dict(p, **{k: list(p[k]) for k in ("logprobs", "annotations") if k in p})
-                             for p in copied["content"]]
-    if "action" in copied:
-        copied["action"] = dict(copied["action"])
-    return cast(OutputItem, copied)
-
-
-def _choice(output: list[OutputItem], finish_reason: str) -> Choice:
-    """DigitalOcean's chat-style mirror of the output."""
-    text = "".join(p["text"] for i in output if i["type"] == "message" for p in i["content"])
-    reasoning = "".join(p["text"] for i in output if i["type"] == "reasoning" for p in i["content"])
-    message: ChoiceMessage = {"role": "assistant", "content": text}
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    calls = [i for i in output if i["type"] == "function_call" or i["type"] == "custom_tool_call"]
-    if calls:
-        message["tool_calls"] = [{"id": c["call_id"], "type": "function",
-                                  "function": {"name": c["name"], "arguments": c.get("arguments", c.get("input"))}}
-                                 for c in calls]
-    return {"index": 0, "finish_reason": finish_reason, "message": message}
