@@ -11,7 +11,7 @@ import pytest
 from openai.types.responses import Response
 
 from shoal import sse
-from shoal.api.responses.builder import ResponseBuilder
+from shoal.api.responses.builder import IllegalTransition, ResponseBuilder
 from shoal.api.responses.echo import echo_fields
 from shoal.core.types import Finish, ReasoningDelta, TextDelta, TokenLogprob, ToolCallDelta, Usage
 from shoal.errors import BackendError, InvalidRequestError, ShoalError
@@ -325,3 +325,104 @@ def test_interleaved_tool_calls_stream_in_an_order_the_sdk_accepts() -> None:
         validate_event(event)
     final = sdk_accumulate(events)
     assert [(o.call_id, o.arguments) for o in final.output] == [("call_a", '{"x":1}'), ("call_b", "{}")]
+
+
+# -- status transitions: the builder is the only writer, and illegal moves raise -----------------
+
+def finished(reason: str = "stop") -> ResponseBuilder:
+    b = builder()
+    b.start()
+    b.feed(TextDelta("x"))
+    b.feed(Finish(reason, USAGE))
+    return b
+
+
+def test_background_lifecycle_queued_then_in_progress_then_completed() -> None:
+    b = builder()
+    queued = b.queue()
+    assert (queued["type"], queued["sequence_number"], queued["response"]["status"]) == ("response.queued", 0, "queued")
+    assert b.status == "queued" and b.active
+    created, progress = b.start()
+    assert created["response"]["status"] == progress["response"]["status"] == b.status == "in_progress"
+    assert [created["sequence_number"], progress["sequence_number"]] == [1, 2]
+    b.feed(Finish("stop", USAGE))
+    assert b.status == "completed" and not b.active
+
+
+@pytest.mark.parametrize("move", ["start", "queue", "fail", "cancel", "finish"])
+def test_a_finished_response_cannot_move_again(move: str) -> None:
+    b = finished()
+    calls = {"start": b.start, "queue": b.queue, "fail": lambda: b.fail(BackendError("late")),
+             "cancel": b.cancel, "finish": lambda: b.feed(Finish("stop", USAGE))}
+    with pytest.raises(IllegalTransition):
+        calls[move]()
+    assert b.status == "completed" and b.response["error"] is None
+
+
+def test_start_twice_and_queue_after_start_raise() -> None:
+    b = builder()
+    b.start()
+    with pytest.raises(IllegalTransition):
+        b.start()
+    with pytest.raises(IllegalTransition):
+        b.queue()
+    assert b.status == "in_progress" and b.sequence == 2
+
+
+def test_a_queued_response_cannot_finish_without_starting() -> None:
+    b = builder()
+    b.queue()
+    with pytest.raises(IllegalTransition):
+        b.feed(Finish("stop", USAGE))
+    assert b.status == "queued"
+
+
+def test_failing_before_the_start_still_opens_with_response_created() -> None:
+    b = builder()
+    b.queue()
+    events = b.fail(InvalidRequestError("too long", code="context_length_exceeded"))
+    assert [e["type"] for e in events] == ["response.created", "response.failed"]
+    assert events[0]["response"]["status"] == "queued"  # the snapshot as it was when created
+    assert events[1]["response"]["error"] == {"code": "invalid_prompt", "message": "too long"}
+    assert [e["sequence_number"] for e in events] == [1, 2] and b.status == "failed"
+
+
+@pytest.mark.parametrize("reason", ["stop", "length"])
+def test_unkept_turns_a_finished_response_failed(reason: str) -> None:
+    b = finished(reason)
+    event = b.unkept(ShoalError("could not be stored"))
+    assert event["type"] == "response.failed" and event["response"]["status"] == b.status == "failed"
+    assert event["response"]["error"] == {"code": "server_error", "message": "could not be stored"}
+    assert b.response["choices"][0]["finish_reason"] == "error"
+
+
+def test_unkept_is_only_for_a_finished_response() -> None:
+    b = builder()
+    b.start()
+    with pytest.raises(IllegalTransition):
+        b.unkept(ShoalError("nope"))
+    assert b.status == "in_progress"
+
+
+def test_cancel_is_an_error_event_and_the_cancelled_status() -> None:
+    b = builder()
+    b.start()
+    b.feed(TextDelta("partial"))
+    event = b.cancel()
+    assert event == {"type": "error", "sequence_number": b.sequence - 1, "code": "response_cancelled",
+                     "message": "The response was cancelled.", "param": None}
+    assert b.status == "cancelled" and not b.active
+    with pytest.raises(IllegalTransition):
+        b.cancel()
+
+
+def test_abort_failed_elsewhere_from_queued() -> None:
+    b = builder()
+    b.queue()
+    event = b.abort("failed", "server_error", "The response was failed while it ran.")
+    assert event["code"] == "server_error" and b.status == "failed"
+
+
+def test_status_has_no_setter() -> None:
+    with pytest.raises(AttributeError):
+        builder().status = "completed"  # type: ignore[misc]

@@ -172,3 +172,42 @@ def test_stored_input_items_keep_images_and_parse_back() -> None:
     assert stored[0]["content"][1] == {"type": "input_image", "image_url": png, "detail": "low"}
     history = input_messages(parse_items(stored))  # the next turn's history, from the database's dicts
     assert history[0].parts == ("see", ImageInput(png, "low"))
+
+
+STORED_HISTORY: list[dict[str, Any]] = [
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be terse."}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "one"}]},
+    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+    {"type": "function_call_output", "call_id": "c1", "output": "42"},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "It is 42."}]},
+    {"role": "user", "content": [{"type": "input_text", "text": "two"}]},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Two."}]},
+]
+
+
+def test_history_is_translated_once_and_truncated_by_whole_turns() -> None:
+    from shoal.api.responses.items import parse_items
+    from shoal.api.responses.translate import History, input_messages
+
+    history = History(STORED_HISTORY)
+    assert history.items == STORED_HISTORY
+    assert history.messages == input_messages(parse_items(STORED_HISTORY))
+    assert [m.role for m in history.messages] == ["developer", "user", "assistant", "tool", "assistant", "user",
+                                                  "assistant"]
+    dropped: list[list[str]] = []
+    while history.drop_oldest_turn():
+        dropped.append([m.role for m in history.messages])
+        assert history.messages == input_messages(parse_items(history.items))  # the two stay in step
+    # The developer message, then the first exchange (up to the next user message), then the rest.
+    assert dropped == [["user", "assistant", "tool", "assistant", "user", "assistant"], ["user", "assistant"], []]
+    assert not history and history.items == [] and not History([])
+
+
+def test_history_goes_between_the_instructions_and_the_input() -> None:
+    from shoal.api.responses.translate import History
+
+    body = ResponsesRequest.model_validate({"model": "m", "instructions": "Rules.", "input": "three"})
+    history = History(STORED_HISTORY[5:])
+    g = to_generation(body, history.messages)
+    assert [(m.role, m.content) for m in g.messages] == [
+        ("system", "Rules."), ("user", "two"), ("assistant", "Two."), ("user", "three")]

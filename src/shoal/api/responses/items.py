@@ -1,9 +1,9 @@
-"""Input and output items as stored: normalizing, parsing back, and trimming history."""
+"""Input and output items as stored: normalizing and parsing back."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -37,7 +37,7 @@ def parse_items(items: Sequence[dict[str, Any]]) -> list[InputItem]:
     return _ITEMS.validate_python(list(items))
 
 
-def output_as_input(output: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def output_as_input(output: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A response's output items in the form they take as the next turn's history."""
     items = []
     for item in output:
@@ -53,14 +53,6 @@ def output_as_input(output: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             items.append({k: item[k] for k in ("id", "type", "call_id", "name", "arguments", "input", "namespace")
                           if k in item})
     return items
-
-
-def drop_oldest_turn(history: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """History without its first turn (up to the next user message), or None if nothing is left to drop."""
-    for index, item in enumerate(history[1:], start=1):
-        if item.get("type", "message") == "message" and item.get("role") == "user":
-            return history[index:]
-    return None if not history else []
 
 
 def seal_reasoning(text: str) -> str:

@@ -19,10 +19,10 @@ from shoal.api.deps import (
     services,
     stream_response,
 )
-from shoal.api.responses.echo import echo_fields
-from shoal.api.responses.translate import ENCRYPTED_INCLUDE, LOGPROBS_INCLUDE
-from shoal.errors import InvalidRequestError, NotFoundError
+from shoal.api.responses.results import Stream
+from shoal.errors import InvalidRequestError
 from shoal.protocol.responses import ResponsesRequest
+from shoal.protocol.responses_output import ResponseStreamEvent
 
 router = APIRouter(dependencies=[Depends(authenticated)])
 
@@ -31,7 +31,7 @@ def _json(obj: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(sse.dumps(obj), media_type="application/json", headers=headers)
 
 
-async def _frames(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _frames(events: AsyncIterator[ResponseStreamEvent]) -> AsyncIterator[bytes]:
     async for event in events:
         yield sse.event_frame(event["type"], event)
 
@@ -45,27 +45,12 @@ async def create_response(request: Request) -> Response:
     await authenticated(request)
     body = await read_body(request, ResponsesRequest)
     log_ignored(body, "responses")
-    svc = services(request)
-    ctx = context(request)
-    model = svc.pipeline.resolve(body.model, ctx).card.id
-    include = body.include or ()
-    turn = await svc.responses.open_turn(body, ctx, echo_fields(body, model),
-                                         logprobs=LOGPROBS_INCLUDE in include, seal=ENCRYPTED_INCLUDE in include,
-                                         context_length=context_window(request, body.model))
-    headers = {"x-shoal-model": model}
-    if body.background:
-        run = await svc.responses.start_background(turn)
-        if body.stream:
-            return stream_response(request, _frames(svc.responses.follow(run, None)), headers)
-        return _json(turn.builder.snapshot(), headers)
-    if body.stream:
-        generation = await svc.responses.start(turn)
-        headers["x-shoal-model"] = generation.model
-        return stream_response(request, _frames(svc.responses.stream_foreground(turn, generation)), headers)
-    result = await svc.responses.run_foreground(turn)
-    headers["x-shoal-model"] = result["model"]
-    return _json(result, headers)
-
+    result = await services(request).responses.create(body, context(request),
+                                                      context_length=context_window(request, body.model))
+    headers = {"x-shoal-model": result.model}
+    if isinstance(result, Stream):
+        return stream_response(request, _frames(result.events), headers)
+    return _json(result.response, headers)
 
 
 # A plain route, called straight from the edge (shoal.api.edge); registered here for the router too.
@@ -76,31 +61,16 @@ router.add_route("/v1/responses", create_response, methods=["POST"])
 async def get_response(response_id: str, request: Request, stream: bool = False,
                        starting_after: int | None = None) -> Response:
     """A stored response; with ``stream=true`` a background response's events (resumable)."""
-    svc = services(request)
-    stored = await svc.responses.store.get(response_id, owner(request))
-    if stored is None:
-        raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
-    run = svc.responses.runs.get(response_id)
+    svc = services(request).responses
     if stream:
-        if run is None:
-            raise InvalidRequestError("Only background responses running on this server can be streamed; "
-                                      "fetch it without stream=true.", param="stream")
-        return stream_response(request, _frames(svc.responses.follow(run, starting_after)))
-    if run is not None and not run.done:
-        return _json(run.turn.builder.snapshot())
-    return _json(stored.body)
+        return stream_response(request, _frames(await svc.replay(response_id, owner(request), starting_after)))
+    return _json(await svc.retrieve(response_id, owner(request)))
 
 
 @router.delete("/v1/responses/{response_id}")
 async def delete_response(response_id: str, request: Request) -> Response:
     """Delete a stored response (cancelling it first if it is still running here)."""
-    svc = services(request)
-    run = svc.responses.runs.get(response_id)
-    if run is not None and run.turn.context.owner == owner(request) and run.task is not None and not run.done:
-        await svc.responses.cancel(response_id, owner(request))
-    if not await svc.responses.store.delete(response_id, owner(request)):
-        raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
-    svc.responses.runs.pop(response_id, None)
+    await services(request).responses.delete(response_id, owner(request))
     return _json({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
@@ -116,10 +86,7 @@ async def list_input_items(
     limit: int = Query(20, ge=1, le=100), order: Literal["asc", "desc"] = "desc",
 ) -> Response:
     """The response's input items, paginated like every OpenAI list."""
-    stored = await services(request).responses.store.get(response_id, owner(request))
-    if stored is None:
-        raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
-    items = list(stored.input_items)
+    items = await services(request).responses.input_items(response_id, owner(request))
     if order == "desc":
         items.reverse()
     ids = [i.get("id") for i in items]

@@ -1,4 +1,8 @@
-"""Stateful Responses logic: history, storage, truncation and background runs."""
+"""Stateful Responses logic: history, storage, truncation and background runs.
+
+:meth:`ResponsesService.create` is the one entry of a create call; it returns what the
+router frames (:mod:`shoal.api.responses.results`). The service never hands a generation out.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,32 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from shoal.api.responses.builder import ResponseBuilder
-from shoal.api.responses.items import drop_oldest_turn, output_as_input, parse_items, stored_input_items
+from shoal.api.responses.builder import ResponseBuilder, cancelled_copy
+from shoal.api.responses.echo import echo_fields
+from shoal.api.responses.items import output_as_input, stored_input_items
 from shoal.api.responses.leases import LeaseKeeper
-from shoal.api.responses.translate import SOURCES_INCLUDE, check_request, input_messages, to_generation
+from shoal.api.responses.results import Background, Stream, Whole
+from shoal.api.responses.runs import BackgroundRun
+from shoal.api.responses.translate import (
+    ENCRYPTED_INCLUDE,
+    LOGPROBS_INCLUDE,
+    SOURCES_INCLUDE,
+    History,
+    Translation,
+    translate,
+)
 from shoal.api.responses.web_search_loop import with_web_search
 from shoal.core.context import RequestContext
 from shoal.core.generation import Generation
 from shoal.core.pipeline import Pipeline
 from shoal.errors import InvalidRequestError, NotFoundError, ShoalError, StorageUnavailableError
 from shoal.protocol.responses import ResponsesRequest
+from shoal.protocol.responses_output import TERMINAL_EVENTS, Response, ResponseStreamEvent
 from shoal.storage.responses import ACTIVE, ResponseStore, StoredResponse
 from shoal.tools.web_search import SearchProvider
-
-TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
-"""The events that end a Responses stream."""
 
 log = logging.getLogger("shoal.responses")
 
@@ -33,29 +45,15 @@ KEPT_RUNS = 256
 
 @dataclass
 class Turn:
-    """One create-response call: its request, its history and how it is being built."""
+    """One create-response call: its request (translated once), its history and how it is being built."""
 
     body: ResponsesRequest
     context: RequestContext
-    history: list[dict[str, Any]]
+    translation: Translation
+    history: History
     input_items: list[dict[str, Any]]
     builder: ResponseBuilder
     error: ShoalError | None = None
-
-
-@dataclass
-class BackgroundRun:
-    """A background response running on this instance, with its event log for resuming streams."""
-
-    turn: Turn
-    events: list[dict[str, Any]] = field(default_factory=list)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    done: bool = False
-    task: asyncio.Task[None] | None = None
-    finishing: bool = False
-    """Its final write is under way: nothing may cancel it any more."""
-    stopped: str | None = None
-    """Set when another replica cancelled or deleted it (or failed it): the stored state, which stands."""
 
 
 class ResponsesService:
@@ -74,14 +72,31 @@ class ResponsesService:
         """Start the lease upkeep of background responses (needs a running loop)."""
         self.leases.start()
 
-    # -- building a turn ---------------------------------------------------
-    async def open_turn(self, body: ResponsesRequest, context: RequestContext, echo: dict[str, Any],
-                        logprobs: bool = False, seal: bool = False, context_length: int | None = None) -> Turn:
-        """Check the request, load the history of ``previous_response_id`` (404 if unknown) and set up the builder.
+    async def create(self, body: ResponsesRequest, context: RequestContext, *,
+                     context_length: int | None = None) -> Whole | Stream | Background:
+        """Create a response: generated whole, streamed, or queued to run in the background.
 
-        ``context_length`` bounds the request's own text (translate.check_request).
+        ``context_length`` bounds the request's own text (:func:`translate`). A background
+        response asked with ``stream`` is a :class:`Stream` that follows the run.
         """
-        history: list[dict[str, Any]] = []
+        model = self.pipeline.resolve(body.model, context).card.id
+        turn = await self.open_turn(body, context, model, context_length=context_length)
+        if body.background:
+            run = await self.start_background(turn)
+            if body.stream:
+                return Stream(model, run.follow(None))
+            return Background(model, turn.builder.snapshot())
+        if body.stream:
+            generation = await self._start(turn)
+            return Stream(generation.model, self._stream(turn, generation))
+        response = await self._whole(turn)
+        return Whole(response["model"], response)
+
+    # -- building a turn ---------------------------------------------------
+    async def open_turn(self, body: ResponsesRequest, context: RequestContext, model: str,
+                        context_length: int | None = None) -> Turn:
+        """Check and translate the request, load the history of ``previous_response_id`` (404 if unknown)."""
+        stored: list[dict[str, Any]] = []
         if body.previous_response_id:
             prev = await self.store.get(body.previous_response_id, context.owner)
             if prev is None:
@@ -90,36 +105,35 @@ class ResponsesService:
             if prev.status in ACTIVE:
                 raise InvalidRequestError(f"Previous response '{prev.id}' is still {prev.status}.",
                                           param="previous_response_id")
-            history = list(prev.conversation)
+            stored = list(prev.conversation)
         if body.background and not body.store:
             raise InvalidRequestError("background mode requires store=true.", param="background")
-        offered = await check_request(body, search_available=self.search is not None, context_length=context_length)
-        builder = ResponseBuilder(echo, logprobs=logprobs, seal=seal, tools=offered, max_tool_calls=body.max_tool_calls)
-        return Turn(body, context, history, stored_input_items(body), builder)
+        translation = await translate(body, search_available=self.search is not None, context_length=context_length)
+        include = body.include or ()
+        builder = ResponseBuilder(echo_fields(body, model), logprobs=LOGPROBS_INCLUDE in include,
+                                  seal=ENCRYPTED_INCLUDE in include, tools=translation.offered,
+                                  max_tool_calls=body.max_tool_calls)
+        return Turn(body, context, translation, History(stored), stored_input_items(body), builder)
 
-    async def start(self, turn: Turn) -> Generation:
+    async def _start(self, turn: Turn) -> Generation:
         """Start generating; with ``truncation: auto`` drop the oldest turns until the prompt fits."""
         for _ in range(MAX_TRUNCATION_STEPS):
-            request = to_generation(turn.body, input_messages(parse_items(turn.history)),
-                                    search_available=self.search is not None)
+            request = turn.translation.with_history(turn.history.messages)
             try:
                 generation = await self.pipeline.start(request, turn.context)
-                # Behind a router the deployment picked decides which model answered.
-                turn.builder.response["model"] = generation.model
+                turn.builder.answered_by(generation.model)
                 return with_web_search(generation, request, pipeline=self.pipeline, context=turn.context,
                                        provider=self.search, sources=SOURCES_INCLUDE in (turn.body.include or ()),
                                        max_searches=turn.body.max_tool_calls)
             except InvalidRequestError as exc:
                 if exc.code != "context_length_exceeded":
                     raise
-                shorter = drop_oldest_turn(turn.history) if turn.body.truncation == "auto" else None
-                if shorter is None or shorter == turn.history:
+                if turn.body.truncation != "auto" or not turn.history.drop_oldest_turn():
                     raise InvalidRequestError(
                         "The input (with the conversation so far) does not fit in the model's context window. "
                         "Shorten it, or set truncation to 'auto' to drop the oldest turns.",
                         param="input", code="context_length_exceeded") from exc
                 log.info("truncation=auto: dropped the oldest turn of %s", turn.builder.id)
-                turn.history = shorter
         raise InvalidRequestError("The input does not fit in the model's context window.", param="input",
                                   code="context_length_exceeded")
 
@@ -128,8 +142,8 @@ class ResponsesService:
         response = turn.builder.response
         return StoredResponse(
             id=turn.builder.id, owner=turn.context.owner, status=response["status"], model=response["model"],
-            body=response, input_items=turn.input_items,
-            conversation=turn.history + turn.input_items + output_as_input(response["output"]),
+            body=cast(dict[str, Any], response), input_items=turn.input_items,
+            conversation=turn.history.items + turn.input_items + output_as_input(response["output"]),
             previous_response_id=turn.body.previous_response_id, background=turn.body.background,
         )
 
@@ -161,8 +175,9 @@ class ResponsesService:
             pass
 
     # -- running -----------------------------------------------------------
-    async def events(self, turn: Turn, generation: Generation) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, turn: Turn, generation: Generation) -> AsyncIterator[ResponseStreamEvent]:
         """Every stream event of the turn, ending with exactly one terminal event."""
+        event: ResponseStreamEvent
         for event in turn.builder.start():
             yield event
         try:
@@ -170,23 +185,27 @@ class ResponsesService:
                 for event in turn.builder.feed(ev):
                     yield event
         except ShoalError as exc:
+            if not turn.builder.active:
+                # Its terminal event went out already; a second one would break the stream.
+                log.warning("response %s: error after it ended, ignored: %s", turn.builder.id, exc.message)
+                return
             turn.error = exc
             for event in turn.builder.fail(exc):
                 yield event
         finally:
             await generation.aclose()
 
-    async def run_foreground(self, turn: Turn) -> dict[str, Any]:
+    async def _whole(self, turn: Turn) -> Response:
         """Generate to the end and return the response object; a failure is stored, then raised."""
-        generation = await self.start(turn)
-        async for _ in self.events(turn, generation):
+        generation = await self._start(turn)
+        async for _ in self._events(turn, generation):
             pass
         await self.save(turn)
         if turn.error is not None:
             raise turn.error
         return turn.builder.response
 
-    async def stream_foreground(self, turn: Turn, generation: Generation) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(self, turn: Turn, generation: Generation) -> AsyncIterator[ResponseStreamEvent]:
         """Stream the events and store the result however the stream ends.
 
         A stored response is written before its terminal event goes out: a client that saw
@@ -195,26 +214,26 @@ class ResponsesService:
         """
         saved = False
         try:
-            async for event in self.events(turn, generation):
+            async for event in self._events(turn, generation):
                 if event["type"] in TERMINAL_EVENTS and turn.body.store:
                     try:
                         await self.save(turn)
                         saved = True
                     except StorageUnavailableError as exc:
-                        event = turn.builder.fail(exc)[-1]
+                        event = turn.builder.unkept(exc)
                 yield event
         finally:
             if not saved:
-                if turn.builder.response["status"] == "in_progress":
-                    turn.builder.response["status"] = "cancelled"
+                if turn.builder.active:
+                    turn.builder.cancel()  # the client went away: nobody to send the event to
                 self.save_later(turn)
 
     async def start_background(self, turn: Turn) -> BackgroundRun:
         """Queue the turn, store it as ``queued`` and run it in a task."""
-        turn.builder.response["status"] = "queued"
+        queued = turn.builder.queue()
         await self.save(turn)
         run = BackgroundRun(turn)
-        run.events.append(turn.builder.event("response.queued", response=turn.builder.snapshot()))
+        run.events.append(queued)
         self.runs[turn.builder.id] = run
         while len(self.runs) > KEPT_RUNS:
             oldest = next(iter(self.runs))
@@ -224,48 +243,40 @@ class ResponsesService:
         run.task = asyncio.ensure_future(self._run_background(run))
         return run
 
-    async def _publish(self, run: BackgroundRun, event: dict[str, Any]) -> None:
-        async with run.changed:
-            run.events.append(event)
-            run.changed.notify_all()
-
     async def _run_background(self, run: BackgroundRun) -> None:
         turn = run.turn
-        response_id = turn.builder.id
+        builder = turn.builder
+        response_id = builder.id
         try:
             try:
-                generation = await self.start(turn)
+                generation = await self._start(turn)
             except ShoalError as exc:
-                await self._publish(run, turn.builder.start()[0])
-                for event in turn.builder.fail(exc):
-                    await self._publish(run, event)
+                await run.publish(*builder.fail(exc))  # response.created, response.failed
                 return
-            turn.builder.response["status"] = "in_progress"
             if not await self.store.set_status(response_id, "in_progress", was=("queued",)):
                 await generation.aclose()
                 run.stopped = await self.store.status(response_id) or "deleted"
                 await self._publish_stop(run)
                 return
-            async for event in self.events(turn, generation):
-                await self._publish(run, event)
+            async for event in self._events(turn, generation):
+                await run.publish(event)
         except asyncio.CancelledError:
             if run.stopped is not None:
                 await self._publish_stop(run)
+            elif not builder.active:
+                pass  # it ended before the cancel landed: its terminal event stands
             elif self._closing:
-                for event in turn.builder.fail(ShoalError("The server shut down before this response finished.")):
-                    await self._publish(run, event)
+                await run.publish(*builder.fail(ShoalError("The server shut down before this response "
+                                                                  "finished.")))
             else:
-                turn.builder.response["status"] = "cancelled"
-                await self._publish(run, turn.builder.event(
-                    "error", code="response_cancelled", message="The response was cancelled.", param=None))
+                await run.publish(builder.cancel())
         except Exception:
-            # Not a ShoalError (events() turns those into response.failed): a bug or an unexpected
+            # Not a ShoalError (_events() turns those into response.failed): a bug or an unexpected
             # library error. The row must still end, not stay queued / in_progress.
             log.exception("background response %s failed", response_id)
-            if len(run.events) == 1:  # only response.queued so far
-                await self._publish(run, turn.builder.start()[0])
-            for event in turn.builder.fail(ShoalError("The server failed while generating this response.")):
-                await self._publish(run, event)
+            if builder.active:
+                await run.publish(*builder.fail(ShoalError("The server failed while generating this "
+                                                                  "response.")))
         finally:
             run.finishing = True
             if run.stopped is None:
@@ -279,19 +290,22 @@ class ResponsesService:
         try:
             if not await self.store.update_if_active(self.record(turn)):
                 log.info("background response %s was cancelled, deleted or failed elsewhere; its %s result "
-                         "is not stored", turn.builder.id, turn.builder.response["status"])
+                         "is not stored", turn.builder.id, turn.builder.status)
         except Exception:
             # The lease is no longer renewed: within lease_seconds a replica marks the row failed.
             log.exception("could not store the result of background response %s", turn.builder.id)
 
     async def _publish_stop(self, run: BackgroundRun) -> None:
         """Tell this replica's followers that the stored state (set elsewhere) ended the run."""
-        turn = run.turn
+        builder = run.turn.builder
+        if not builder.active:
+            return  # it ended first: its terminal event went out
         state = run.stopped or "cancelled"
-        turn.builder.response["status"] = state if state in ("cancelled", "failed") else "cancelled"
-        await self._publish(run, turn.builder.event(
-            "error", code="response_cancelled" if state != "failed" else "server_error",
-            message=f"The response was {state} while it ran.", param=None))
+        if state == "failed":
+            event = builder.abort("failed", "server_error", "The response was failed while it ran.")
+        else:
+            event = builder.abort("cancelled", "response_cancelled", f"The response was {state} while it ran.")
+        await run.publish(event)
 
     def _running_ids(self) -> list[str]:
         """Background responses running here whose leases need renewing."""
@@ -306,27 +320,47 @@ class ResponsesService:
         run.stopped = stored
         run.task.cancel()
 
-    async def follow(self, run: BackgroundRun, starting_after: int | None) -> AsyncIterator[dict[str, Any]]:
-        """Replay a background run's events after ``starting_after``, then follow it live."""
-        position = 0
-        while True:
-            async with run.changed:
-                while position >= len(run.events) and not run.done:
-                    await run.changed.wait()
-                fresh = run.events[position:]
-                position = len(run.events)
-                finished = run.done and position >= len(run.events)
-            for event in fresh:
-                if starting_after is None or event["sequence_number"] > starting_after:
-                    yield event
-            if finished:
-                return
+    # -- reading, deleting -------------------------------------------------
+    async def retrieve(self, response_id: str, owner: str | None) -> Response:
+        """A response as it stands: live if it runs here, else as stored (404 if unknown)."""
+        stored = await self._stored(response_id, owner)
+        run = self.runs.get(response_id)
+        if run is not None and not run.done:
+            return run.turn.builder.snapshot()
+        return cast(Response, stored.body)
 
-    async def cancel(self, response_id: str, owner: str | None) -> dict[str, Any]:
-        """Cancel a background response; 404 if unknown, 400 if not in background."""
+    async def replay(self, response_id: str, owner: str | None,
+                     starting_after: int | None = None) -> AsyncIterator[ResponseStreamEvent]:
+        """A background response's events after ``starting_after``, then live (400 unless it runs here)."""
+        await self._stored(response_id, owner)
+        run = self.runs.get(response_id)
+        if run is None:
+            raise InvalidRequestError("Only background responses running on this server can be streamed; "
+                                      "fetch it without stream=true.", param="stream")
+        return run.follow(starting_after)
+
+    async def input_items(self, response_id: str, owner: str | None) -> list[dict[str, Any]]:
+        """The response's input items, oldest first (404 if unknown)."""
+        return list((await self._stored(response_id, owner)).input_items)
+
+    async def delete(self, response_id: str, owner: str | None) -> None:
+        """Delete a stored response, cancelling it first if it is still running here (404 if unknown)."""
+        run = self.runs.get(response_id)
+        if run is not None and run.turn.context.owner == owner and run.running:
+            await self.cancel(response_id, owner)
+        if not await self.store.delete(response_id, owner):
+            raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+        self.runs.pop(response_id, None)
+
+    async def _stored(self, response_id: str, owner: str | None) -> StoredResponse:
         stored = await self.store.get(response_id, owner)
         if stored is None:
             raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+        return stored
+
+    async def cancel(self, response_id: str, owner: str | None) -> Response:
+        """Cancel a background response; 404 if unknown, 400 if not in background."""
+        stored = await self._stored(response_id, owner)
         if not stored.background:
             raise InvalidRequestError("Only background responses can be cancelled.", param="response_id")
         run = self.runs.get(response_id)
@@ -335,18 +369,19 @@ class ResponsesService:
                 run.task.cancel()
             await asyncio.gather(run.task, return_exceptions=True)
             return run.turn.builder.response
+        body = cast(Response, stored.body)
         if stored.status in ACTIVE:
             # Running on another replica (or orphaned): the stored status is what everyone reads, and
             # the running replica sees it at its next lease renewal and stops.
-            stored.status = "cancelled"
-            stored.body = {**stored.body, "status": "cancelled"}
+            body = cancelled_copy(body)
+            stored.status, stored.body = body["status"], cast(dict[str, Any], body)
             if not await self.store.update_if_active(stored):
                 # It ended meanwhile: report how.
                 current = await self.store.get(response_id, owner)
                 if current is None:
                     raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
-                return current.body
-        return stored.body
+                return cast(Response, current.body)
+        return body
 
     async def aclose(self) -> None:
         """Stop background runs (stored as failed: the server went away) and finish pending saves."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 import logging
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from shoal.api.formats import (
     check_prompt_fits,
@@ -16,7 +17,7 @@ from shoal.api.formats import (
     tool_param,
     validate_schemas,
 )
-from shoal.api.responses.items import unseal_reasoning
+from shoal.api.responses.items import parse_items, unseal_reasoning
 from shoal.api.responses.tools import WEB_SEARCH, OfferedTools, custom_arguments, offered_tools
 from shoal.core.types import (
     ContentPart,
@@ -53,6 +54,7 @@ ENCRYPTED_INCLUDE = "reasoning.encrypted_content"
 SOURCES_INCLUDE = "web_search_call.action.sources"
 KNOWN_INCLUDES = frozenset({LOGPROBS_INCLUDE, ENCRYPTED_INCLUDE, SOURCES_INCLUDE})
 FORMAT_PARAM = "text.format.schema"
+
 
 def _parts(item: InputMessage) -> list[ContentPart]:
     """The content as ordered text and image parts."""
@@ -178,20 +180,43 @@ def _texts(body: ResponsesRequest) -> Iterator[tuple[str, str]]:
             yield f"input[{index}]", item.text()
 
 
-async def check_request(body: ResponsesRequest, *, search_available: bool,
-                        context_length: int | None = None) -> OfferedTools:
-    """Every check of the request (tools, schemas and their sizes, choice, include), once, before anything runs.
+@dataclass(frozen=True)
+class Translation:
+    """A request translated once: the engine request for its own messages, and the tools offered.
 
-    :func:`to_generation` (called again for each truncation step) leaves the tools'
-    and format's schemas to this; their validity is checked off the event loop.
-    A 400 when the request's text cannot fit in ``context_length`` tokens (:func:`check_prompt_fits`).
-    Returns the tools offered; those left out (built-in tools Shoal cannot run) are logged as a warning.
+    The history of a previous response goes between the instructions and the input
+    (:meth:`with_history`), as often as truncation needs, without translating the body again.
+    """
+
+    request: GenerationRequest
+    """The engine request, its messages the instructions (if any), then ``input``."""
+    offered: OfferedTools
+    instructions: int = 0
+    """How many of ``request.messages`` are the instructions (0 or 1)."""
+
+    def with_history(self, history: Sequence[Message]) -> GenerationRequest:
+        """The request with ``history`` after the instructions."""
+        if not history:
+            return self.request
+        messages = self.request.messages
+        return replace(self.request, messages=(*messages[:self.instructions], *history,
+                                               *messages[self.instructions:]))
+
+
+async def translate(body: ResponsesRequest, *, search_available: bool,
+                    context_length: int | None = None) -> Translation:
+    """Check the request (tools, schemas and their sizes, choice, include) and translate it, once.
+
+    A 400 when the request's text cannot fit in ``context_length`` tokens (:func:`check_prompt_fits`);
+    the schemas' validity is checked off the event loop. The tools left out (built-in tools Shoal
+    cannot run) are logged as a warning.
     """
     check_prompt_fits(_texts(body), context_length)
     offered = offered_tools(body, search_available=search_available)
     if offered.dropped:
         log.warning("responses: left out tool(s) this server cannot run: %s", ", ".join(offered.dropped))
-    request = to_generation(body, search_available=search_available)
+    translation = _translate(body, offered)
+    request = translation.request
     fmt = request.response_format
     forced = constrained_tools(request.tools, request.tool_choice)
     sizes = [(spec.parameters, tool_param("tools", index), spec.name in forced)
@@ -200,23 +225,26 @@ async def check_request(body: ResponsesRequest, *, search_available: bool,
         sizes.append((fmt.schema, FORMAT_PARAM, True))
     check_schema_sizes(sizes)
     await validate_schemas(_schemas(offered, fmt))
-    return offered
+    return translation
 
 
 def to_generation(body: ResponsesRequest, history: Sequence[Message] = (), *,
                   search_available: bool = True) -> GenerationRequest:
     """The engine-neutral request for ``body`` (``history`` from a previous response goes first).
 
-    Checks only what it needs to build the request (include, tool choice); the
-    rest is :func:`check_request`'s, once per request.
+    Checks only what it needs to build the request (tools, include, tool choice); the
+    rest is :func:`translate`'s.
     """
+    return _translate(body, offered_tools(body, search_available=search_available)).with_history(history)
+
+
+def _translate(body: ResponsesRequest, offered: OfferedTools) -> Translation:
     check_include(body)
     messages: list[Message] = []
     if body.instructions:
         messages.append(Message(role="system", content=body.instructions))
-    messages.extend(history)
+    instructions = len(messages)
     messages.extend(input_messages(body.input))
-    offered = offered_tools(body, search_available=search_available)
     logprobs = LOGPROBS_INCLUDE in (body.include or ())
     sampling = SamplingParams(
         temperature=body.temperature,
@@ -230,7 +258,7 @@ def to_generation(body: ResponsesRequest, history: Sequence[Message] = (), *,
         frequency_penalty=body.frequency_penalty,
     )
     parallel = body.parallel_tool_calls if body.parallel_tool_calls is not None else True
-    return GenerationRequest(
+    request = GenerationRequest(
         model=body.model,
         messages=tuple(messages),
         sampling=sampling,
@@ -245,3 +273,43 @@ def to_generation(body: ResponsesRequest, history: Sequence[Message] = (), *,
         stream=bool(body.stream or body.background),
         prompt_cache_key=body.prompt_cache_key,
     )
+    return Translation(request, offered, instructions)
+
+
+class History:
+    """A previous response's conversation, split into turns and translated once.
+
+    A turn starts at each user message (the first turn at the first item): truncation
+    (``truncation: auto``) drops whole turns, oldest first, from both the stored items
+    and their translated messages.
+    """
+
+    def __init__(self, items: Sequence[dict[str, Any]]) -> None:
+        starts = [0] + [i for i, item in enumerate(items) if i and _is_user_message(item)] if items else []
+        typed = parse_items(items)
+        bounds = list(zip(starts, [*starts[1:], len(items)]))
+        self._turns = [(list(items[a:b]), input_messages(typed[a:b])) for a, b in bounds]
+
+    def __bool__(self) -> bool:
+        return bool(self._turns)
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The stored items of the turns kept (what the next turn's conversation starts with)."""
+        return [item for stored, _ in self._turns for item in stored]
+
+    @property
+    def messages(self) -> list[Message]:
+        """The turns kept, as messages."""
+        return [message for _, messages in self._turns for message in messages]
+
+    def drop_oldest_turn(self) -> bool:
+        """Drop the oldest turn; False if there was none left."""
+        if not self._turns:
+            return False
+        del self._turns[0]
+        return True
+
+
+def _is_user_message(item: dict[str, Any]) -> bool:
+    return item.get("type", "message") == "message" and item.get("role") == "user"
