@@ -20,7 +20,10 @@ import pytest
 from shoal.backends.local import fetch
 from shoal.backends.local.packaged import (
     DEFAULT_MODEL_NAME,
+    EMBED,
+    GENERATE,
     PACKAGED_MODELS,
+    EmbeddingSpec,
     ModelFetchError,
     PackagedModel,
     PackagePart,
@@ -324,6 +327,34 @@ def test_registry_is_consistent_and_immutable() -> None:
     assert len({m.filename for m in PACKAGED_MODELS}) == len(PACKAGED_MODELS)
     with pytest.raises(dataclasses.FrozenInstanceError):
         default.size = 1  # type: ignore[misc]
+
+
+def test_capabilities_default_to_generate_and_embedding_models_are_marked() -> None:
+    by_name = {m.name: m for m in PACKAGED_MODELS}
+    for name in ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"):
+        assert by_name[name].capabilities == (GENERATE,) and by_name[name].embedding is None
+        assert not by_name[name].supports(EMBED)
+    small = by_name["smollm2-135m-instruct"]
+    assert small.supports(GENERATE) and small.supports(EMBED)
+    assert small.embedding == EmbeddingSpec(dimensions=576, pooling="mean")
+    # SmolLM2 was not trained for Matryoshka truncation: only the full size is allowed.
+    assert small.embedding.allows(576) and not small.embedding.allows(256)
+
+
+def test_embedding_spec_and_capabilities_are_validated(payloads: list[bytes]) -> None:
+    spec = EmbeddingSpec(dimensions=768, matryoshka_dimensions=(512, 256))
+    assert spec.allows(768) and spec.allows(256) and not spec.allows(300) and not spec.allows(1024)
+    assert _model("emb", payloads, capabilities=(EMBED,), embedding=spec).supports(EMBED)
+    with pytest.raises(ValueError, match="EmbeddingSpec"):
+        _model("emb", payloads, capabilities=(EMBED,))
+    with pytest.raises(ValueError, match="EmbeddingSpec"):
+        _model("emb", payloads, embedding=spec)
+    with pytest.raises(ValueError, match="capabilities"):
+        _model("emb", payloads, capabilities=("rerank",))
+    with pytest.raises(ValueError, match="pooling"):
+        EmbeddingSpec(dimensions=8, pooling="max")
+    with pytest.raises(ValueError, match="matryoshka"):
+        EmbeddingSpec(dimensions=8, matryoshka_dimensions=(8,))
 
 
 def test_pip_command_is_no_deps_binary_only_and_names_no_host(

@@ -23,8 +23,11 @@ from .fetch import MEMBER_PATTERN, ModelFetchError, ensure_model
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
+    "EMBED",
+    "GENERATE",
     "MEMBER_PATTERN",
     "PACKAGED_MODELS",
+    "EmbeddingSpec",
     "ModelFetchError",
     "PackagePart",
     "PackagedModel",
@@ -35,6 +38,40 @@ __all__ = [
 ]
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+GENERATE: Final = "generate"
+"""Capability: text generation (chat, completions, responses)."""
+EMBED: Final = "embed"
+"""Capability: embeddings (``/v1/embeddings``); such a model carries an :class:`EmbeddingSpec`."""
+
+_POOLINGS: Final = frozenset({"mean", "cls", "last"})
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """How a model produces embeddings.
+
+    ``pooling`` is llama.cpp's pooling over the token vectors (``mean``, ``cls``
+    or ``last``).  ``matryoshka_dimensions`` lists the shorter sizes the model was
+    trained to be truncated to; empty means the full ``dimensions`` only, so a
+    request for a shorter vector is refused rather than silently degraded.
+    """
+
+    dimensions: int
+    pooling: str = "mean"
+    matryoshka_dimensions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.dimensions <= 0:
+            raise ValueError("embedding dimensions must be positive")
+        if self.pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {sorted(_POOLINGS)}, not {self.pooling!r}")
+        if any(not 0 < d < self.dimensions for d in self.matryoshka_dimensions):
+            raise ValueError("matryoshka dimensions must lie between 1 and dimensions - 1")
+
+    def allows(self, dimensions: int) -> bool:
+        """Whether vectors of ``dimensions`` can be served (full size or a trained truncation)."""
+        return dimensions == self.dimensions or dimensions in self.matryoshka_dimensions
 
 
 @dataclass(frozen=True)
@@ -69,6 +106,10 @@ class PackagedModel:
     context_length: int
     license: str
     description: str
+    capabilities: tuple[str, ...] = (GENERATE,)
+    """What the model is for: :data:`GENERATE`, :data:`EMBED` or both."""
+    embedding: EmbeddingSpec | None = None
+    """Set exactly when ``capabilities`` includes :data:`EMBED`."""
 
     def __post_init__(self) -> None:
         if not self.parts:
@@ -79,6 +120,14 @@ class PackagedModel:
             raise ValueError(f"{self.name}: sha256 must be 64 lowercase hex digits")
         if not self.filename or Path(self.filename).name != self.filename:
             raise ValueError(f"{self.name}: filename must be a bare file name")
+        if not self.capabilities or not set(self.capabilities) <= {GENERATE, EMBED}:
+            raise ValueError(f"{self.name}: capabilities must be a non-empty subset of generate/embed")
+        if (EMBED in self.capabilities) != (self.embedding is not None):
+            raise ValueError(f"{self.name}: an embedding model needs an EmbeddingSpec, and only it")
+
+    def supports(self, capability: str) -> bool:
+        """Whether the model can serve ``capability`` (:data:`GENERATE` or :data:`EMBED`)."""
+        return capability in self.capabilities
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -140,6 +189,10 @@ PACKAGED_MODELS: Final[tuple[PackagedModel, ...]] = (
         context_length=8192,
         license="Apache-2.0",
         description="SmolLM2 135M Instruct, GGUF Q4_1 (small model for tests)",
+        # No embedding GGUF is published as a data package, so the tiny decoder doubles as the
+        # test embedding model: mean pooling ranks related sentences well; last-token does not.
+        capabilities=(GENERATE, EMBED),
+        embedding=EmbeddingSpec(dimensions=576, pooling="mean"),
     ),
 )
 
