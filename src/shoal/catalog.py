@@ -16,7 +16,9 @@ from shoal.backends.local.hub import parse_hub_spec
 from shoal.routing.router import RouterSpec
 from shoal.routing.strategies import POLICIES
 
-CAPABILITIES = ("tools", "json_schema", "reasoning", "vision")
+CAPABILITIES = ("tools", "json_schema", "reasoning", "vision", "embeddings")
+EMBEDDINGS = "embeddings"
+"""An embedding model: it serves ``/v1/embeddings`` only (no chat, responses or streaming)."""
 BASE_CAPABILITIES = ("chat", "responses", "streaming")
 
 
@@ -64,6 +66,8 @@ class LocalDeployment(_Strict):
     """Dedicated: only these model access keys (ids or names) may use this deployment."""
     max_concurrency: int | None = Field(None, ge=1)
     """At most this many requests in flight (capped by the engine's parallel slots)."""
+    pooling: Literal["mean", "cls", "last"] | None = None
+    """An embedding model's pooling in llama.cpp (default: the packaged model's, else ``mean``)."""
 
     @field_validator("capabilities")
     @classmethod
@@ -167,12 +171,33 @@ class ModelEntry(_Strict):
             raise ValueError(f"unknown capability {', '.join(unknown)}; known: {', '.join(CAPABILITIES)}")
         return value
 
+    @model_validator(mode="after")
+    def _embedding_deployments(self) -> ModelEntry:
+        if EMBEDDINGS not in self.capabilities:
+            if any(isinstance(d, LocalDeployment) and d.pooling for d in self.deployments):
+                raise ValueError(f"model {self.id}: pooling is for embedding models (capabilities: [embeddings])")
+            return self
+        if len(self.capabilities) > 1:
+            raise ValueError(f"model {self.id}: an embedding model has no other capability")
+        for d in self.deployments:
+            if isinstance(d, AnthropicDeployment) or (isinstance(d, OpenAIDeployment) and d.api != "chat"):
+                raise ValueError(f"model {self.id}: embeddings come from local or OpenAI-compatible (api: chat) "
+                                 "deployments")
+            if isinstance(d, LocalDeployment) and d.mode != "dedicated":
+                raise ValueError(f"model {self.id}: a local embedding model is dedicated (mode: dedicated)")
+        return self
+
+    @property
+    def embeddings(self) -> bool:
+        """Whether this is an embedding model."""
+        return EMBEDDINGS in self.capabilities
+
     def card(self, capabilities: tuple[str, ...] | None = None, extra: dict[str, Any] | None = None) -> ModelCard:
         """The card of this model (``capabilities`` of one deployment, if it overrides them)."""
         caps = self.capabilities if capabilities is None else capabilities
         return ModelCard(
             id=self.id, owned_by=self.owned_by, created=0, context_length=self.context_length,
-            capabilities=(*BASE_CAPABILITIES, *caps), aliases=self.aliases, description=self.description,
+            capabilities=caps if EMBEDDINGS in caps else (*BASE_CAPABILITIES, *caps), aliases=self.aliases, description=self.description,
             extra={**(extra or {}), "pricing": self.pricing.model_dump(exclude_none=True)},
         )
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from shoal.core.embeddings import EmbeddingEvent, EmbeddingRequest
 from shoal.core.types import GenerationEvent, GenerationRequest
 
 GENERATE = "generate"
@@ -79,6 +80,10 @@ class Backend(Protocol):
         """
         ...
 
+    def embed(self, request: EmbeddingRequest) -> AsyncIterator[EmbeddingEvent]:
+        """The vectors of ``request`` (a backend listing ``embed`` in :attr:`operations`), then a ``Finish``."""
+        ...
+
     async def health(self) -> dict[str, Any]:
         """A small status dict (``{"status": "ok", ...}``)."""
         ...
@@ -98,6 +103,10 @@ class BaseBackend:
     def status(self) -> dict[str, Any] | None:
         """No live state to show."""
         return None
+
+    def embed(self, request: EmbeddingRequest) -> AsyncIterator[EmbeddingEvent]:
+        """Not served here (the router only asks backends listing ``embed``)."""
+        raise self.unsupported("embeddings")
 
     def unsupported(self, operation: str) -> BackendFailure:
         """The failure for an operation this backend does not serve (the router avoids asking)."""

@@ -46,7 +46,7 @@ def _norm(v: list[float]) -> float:
 
 
 async def test_related_sentences_are_closer_than_unrelated(embedder: LocalEmbedder) -> None:
-    cat, kitten, revenue, bread, sourdough = (await embedder.embed([
+    cat, kitten, revenue, bread, sourdough = (await embedder.vectors([
         "The cat sat on the mat.", "A kitten is resting on the rug.", "Quarterly revenue rose by twelve percent.",
         "How do I bake sourdough bread?", "Recipe for making a sourdough loaf",
     ])).vectors
@@ -57,19 +57,19 @@ async def test_related_sentences_are_closer_than_unrelated(embedder: LocalEmbedd
 
 
 async def test_vectors_are_unit_length_of_the_model_size_and_tokens_counted(embedder: LocalEmbedder) -> None:
-    result = await embedder.embed(["hello world", "a rather longer sentence about nothing in particular"])
+    result = await embedder.vectors(["hello world", "a rather longer sentence about nothing in particular"])
     assert [len(v) for v in result.vectors] == [576, 576]
     for v in result.vectors:
         assert _norm(v) == pytest.approx(1.0, abs=1e-5)
-    single = await embedder.embed(["hello world"])
+    single = await embedder.vectors(["hello world"])
     assert 0 < single.prompt_tokens < result.prompt_tokens
 
 
 async def test_batch_of_32_equals_32_singles(embedder: LocalEmbedder) -> None:
     texts = [f"sentence {i}: " + " ".join(["alpha", "beta", "gamma", "delta"][: 1 + i % 4]) * (1 + i % 3)
              for i in range(32)]
-    batch = await embedder.embed(texts)
-    singles = [(await embedder.embed([t])).vectors[0] for t in texts]
+    batch = await embedder.vectors(texts)
+    singles = [(await embedder.vectors([t])).vectors[0] for t in texts]
     assert len(batch.vectors) == 32
     worst = max(abs(x - y) for b, s in zip(batch.vectors, singles, strict=True) for x, y in zip(b, s, strict=True))
     # A per-slot KV cache made this ~0.1 (wrong vectors); float rounding is ~1e-7.
@@ -78,8 +78,8 @@ async def test_batch_of_32_equals_32_singles(embedder: LocalEmbedder) -> None:
 
 async def test_concurrent_requests_each_get_their_own_vectors(embedder: LocalEmbedder) -> None:
     texts = ["first request text", "second request, different words", "third: yet another sentence"]
-    alone = [(await embedder.embed([t])).vectors[0] for t in texts]
-    together = await asyncio.gather(*(embedder.embed([t]) for t in texts))
+    alone = [(await embedder.vectors([t])).vectors[0] for t in texts]
+    together = await asyncio.gather(*(embedder.vectors([t]) for t in texts))
     for one, res in zip(alone, together, strict=True):
         assert max(abs(x - y) for x, y in zip(one, res.vectors[0], strict=True)) < 1e-4
 
@@ -93,17 +93,17 @@ async def test_token_arrays_embed_like_their_text(embedder: LocalEmbedder) -> No
         reply = await http.post("/tokenize", json={"content": "The cat sat on the mat."})
     tokens = reply.json()["tokens"]
     assert tokens and all(isinstance(t, int) for t in tokens)
-    from_text = await embedder.embed(["The cat sat on the mat."])
-    from_ids = await embedder.embed([tokens, tokens[:3]])
+    from_text = await embedder.vectors(["The cat sat on the mat."])
+    from_ids = await embedder.vectors([tokens, tokens[:3]])
     assert from_ids.prompt_tokens == len(tokens) + 3
     assert max(abs(x - y) for x, y in zip(from_text.vectors[0], from_ids.vectors[0], strict=True)) < 1e-4
     assert _cos(from_ids.vectors[0], from_ids.vectors[1]) < 0.999
 
 
 async def test_dimensions_other_than_native_are_refused_without_matryoshka(embedder: LocalEmbedder) -> None:
-    assert (await embedder.embed(["x y"], dimensions=576)).vectors[0].__len__() == 576
+    assert (await embedder.vectors(["x y"], dimensions=576)).vectors[0].__len__() == 576
     with pytest.raises(BackendFailure) as info:
-        await embedder.embed(["x y"], dimensions=256)
+        await embedder.vectors(["x y"], dimensions=256)
     assert info.value.client_error and "dimensions=256" in info.value.message
 
 
@@ -111,8 +111,8 @@ async def test_matryoshka_truncates_and_renormalises(embedder: LocalEmbedder) ->
     # The same loaded engine, declared Matryoshka-capable: only the post-processing is under test.
     declared = LocalEmbedder(dataclasses.replace(embedder.config, matryoshka_dimensions=(64,)))
     declared._server = embedder._server
-    full = (await embedder.embed(["truncate me"])).vectors[0]
-    short = (await declared.embed(["truncate me"], dimensions=64)).vectors[0]
+    full = (await embedder.vectors(["truncate me"])).vectors[0]
+    short = (await declared.vectors(["truncate me"], dimensions=64)).vectors[0]
     assert len(short) == 64 and _norm(short) == pytest.approx(1.0, abs=1e-6)
     scale = _norm(full[:64])
     assert short == pytest.approx([x / scale for x in full[:64]], abs=1e-6)
@@ -122,25 +122,25 @@ async def test_matryoshka_truncates_and_renormalises(embedder: LocalEmbedder) ->
 @pytest.mark.parametrize("bad", [[], [""], [[]], ["a", [1, 2]], [[1, -2]], [[1.5]], [True], "a string"])
 async def test_bad_inputs_are_client_errors(embedder: LocalEmbedder, bad: object) -> None:
     with pytest.raises(BackendFailure) as info:
-        await embedder.embed(bad)  # type: ignore[arg-type]
+        await embedder.vectors(bad)  # type: ignore[arg-type]
     assert info.value.client_error
 
 
 async def test_too_many_inputs_are_refused(embedder: LocalEmbedder) -> None:
     with pytest.raises(BackendFailure, match=str(MAX_INPUTS)) as info:
-        await embedder.embed(["x"] * (MAX_INPUTS + 1))
+        await embedder.vectors(["x"] * (MAX_INPUTS + 1))
     assert info.value.client_error
 
 
 async def test_llama_cpp_refusals_become_client_errors(embedder: LocalEmbedder) -> None:
     with pytest.raises(BackendFailure) as info:
-        await embedder.embed([[10**9]])  # not a token of this vocabulary
+        await embedder.vectors([[10**9]])  # not a token of this vocabulary
     assert info.value.client_error
     with pytest.raises(BackendFailure) as info:
-        await embedder.embed(["word " * (embedder.config.max_batch_tokens + 10)])
+        await embedder.vectors(["word " * (embedder.config.max_batch_tokens + 10)])
     assert info.value.client_error and info.value.code == "context_length_exceeded"
     # The engine still serves afterwards.
-    assert len((await embedder.embed(["still alive"])).vectors) == 1
+    assert len((await embedder.vectors(["still alive"])).vectors) == 1
 
 
 async def test_models_and_health(embedder: LocalEmbedder) -> None:
@@ -154,7 +154,7 @@ async def test_models_and_health(embedder: LocalEmbedder) -> None:
 async def test_unloaded_and_wrong_size_models_fail() -> None:
     cold = LocalEmbedder(_config())
     with pytest.raises(BackendFailure, match="not loaded"):
-        await cold.embed(["x"])
+        await cold.vectors(["x"])
     assert (await cold.health())["status"] == "loading"
     await cold.aclose()
     wrong = LocalEmbedder(_config(dimensions=384, parallel=1))

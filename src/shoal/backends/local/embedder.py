@@ -18,12 +18,15 @@ import math
 import os
 import secrets
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shoal.backends.base import BackendFailure, ModelCard
+from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
+from shoal.core.embeddings import EMBED, EmbeddingEvent, EmbeddingRequest, Vectors
+from shoal.core.types import Finish, GenerationEvent, GenerationRequest, Usage
 
 MAX_INPUTS = 2048
 """The most inputs one request may carry (OpenAI's limit)."""
@@ -45,8 +48,8 @@ class LocalEmbedderConfig:
 
     model_id: str
     path: Path
-    dimensions: int
-    """The model's native vector size (checked against the model at load)."""
+    dimensions: int | None = None
+    """The model's native vector size, checked against the model at load (None: learned at load)."""
     pooling: str = "mean"
     matryoshka_dimensions: tuple[int, ...] = ()
     """Shorter sizes the model was trained to be truncated to; others are refused."""
@@ -63,13 +66,17 @@ class LocalEmbedderConfig:
         return self.ctx_per_slot * self.parallel
 
 
-class LocalEmbedder:
+class LocalEmbedder(BaseBackend):
     """Serves embeddings of one GGUF model from this process with llama.cpp."""
+
+    operations = frozenset({EMBED})
 
     def __init__(self, config: LocalEmbedderConfig) -> None:
         if config.pooling not in _POOLING_NAMES:
             raise ValueError(f"pooling must be one of {sorted(_POOLING_NAMES)}")
         self.config = config
+        self.dimensions = config.dimensions
+        """The native vector size (known once loaded)."""
         self.name = f"local:{config.model_id}"
         # Requests, not inputs: one request's inputs are batched by llama.cpp itself.
         self.capacity = config.parallel
@@ -106,8 +113,9 @@ class LocalEmbedder:
         server = xllamacpp.Server(params)
         probe = _call(server, {"input": ["dimension probe"]})
         size = len(probe.vectors[0])
-        if size != cfg.dimensions:
+        if cfg.dimensions is not None and size != cfg.dimensions:
             raise ValueError(f"{cfg.path.name} gives {size}-dimensional vectors, not {cfg.dimensions}")
+        self.dimensions = size
         self._server = server
         self._load_seconds = time.perf_counter() - started
         return self._load_seconds
@@ -124,16 +132,27 @@ class LocalEmbedder:
                 capabilities=("embeddings",),
                 aliases=cfg.aliases,
                 description=cfg.description,
-                extra={"engine": "llama.cpp", "file": cfg.path.name, "dimensions": cfg.dimensions,
+                extra={"engine": "llama.cpp", "file": cfg.path.name, "dimensions": self.dimensions,
                        "matryoshka_dimensions": list(cfg.matryoshka_dimensions), "pooling": cfg.pooling},
             )
         ]
 
     def supports_dimensions(self, dimensions: int) -> bool:
         """Whether ``dimensions`` can be served: the native size or a trained Matryoshka size."""
-        return dimensions == self.config.dimensions or dimensions in self.config.matryoshka_dimensions
+        return dimensions == self.dimensions or dimensions in self.config.matryoshka_dimensions
 
-    async def embed(self, inputs: list[str] | list[list[int]], dimensions: int | None = None) -> EmbedResult:
+    async def embed(self, request: EmbeddingRequest) -> AsyncIterator[EmbeddingEvent]:
+        """The ``embed`` operation: the vectors, then a ``Finish`` with the tokens read."""
+        inputs: Any = [list(item) if isinstance(item, tuple) else item for item in request.inputs]
+        result = await self.vectors(inputs, request.dimensions)
+        yield Vectors(result.vectors)
+        yield Finish("stop", Usage(input_tokens=result.prompt_tokens))
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Not served: an embedding model writes no text."""
+        raise self.unsupported("text generation")
+
+    async def vectors(self, inputs: list[str] | list[list[int]], dimensions: int | None = None) -> EmbedResult:
         """Unit vectors for ``inputs`` (strings, or token-id arrays), in order.
 
         ``dimensions`` truncates each vector and renormalises it, for models trained for
@@ -143,14 +162,14 @@ class LocalEmbedder:
             raise BackendFailure("The local embedding model is not loaded.")
         _check_inputs(inputs)
         if dimensions is not None and not self.supports_dimensions(dimensions):
-            allowed = sorted({self.config.dimensions, *self.config.matryoshka_dimensions})
+            allowed = sorted({self.dimensions or 0, *self.config.matryoshka_dimensions} - {0})
             raise BackendFailure(
                 f"Model {self.config.model_id!r} does not support dimensions={dimensions}; supported: {allowed}.",
                 client_error=True, code="invalid_value")
         body = {"input": inputs, "encoding_format": "float"}
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._executor, _call, self._server, body)
-        if dimensions is not None and dimensions != self.config.dimensions:
+        if dimensions is not None and dimensions != self.dimensions:
             result = EmbedResult([_truncate(v, dimensions) for v in result.vectors], result.prompt_tokens)
         return result
 
