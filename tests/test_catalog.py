@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.backends.timeouts import Timeouts as UpstreamTimeouts
 from shoal.config import ConfigError, build_settings
 from shoal.usage.pricing import PriceTable
 
@@ -66,6 +67,8 @@ def test_plain_model_list_still_works(tmp_path: Path) -> None:
     (GOOD.replace("[fast, f]", "[fast, nope]"), 19, "unknown model(s) nope"),
     (GOOD.replace("policy: cheapest", "policy: random"), 20, "cheapest"),
     (GOOD.replace("model: x\n", "model: x\n        api: completions\n"), 16, "'chat' or 'responses'"),
+    (GOOD.replace("model: x\n", "model: x\n        timeouts: {connect: 0}\n"), 16, "greater than 0"),
+    (GOOD.replace("model: x\n", "model: x\n        timeouts: {idle: 3}\n"), 16, "idle"),
 ])
 def test_malformed_catalog_names_file_line_and_problem(tmp_path: Path, text: str, line: int,
                                                        problem: str) -> None:
@@ -128,3 +131,11 @@ def test_api_picks_the_upstream_endpoint(tmp_path: Path) -> None:
     kinds = [type(getattr(b, "backend", b)) for b in backends]
     assert kinds[:2] == [OpenAICompatBackend, OpenAIResponsesBackend]
     assert [b.path for b in backends[:2]] == ["chat/completions", "responses"]  # type: ignore[attr-defined]
+
+
+def test_deployment_timeouts_default_to_the_backends_and_reach_it(tmp_path: Path) -> None:
+    text = GOOD.replace("model: x\n", "model: x\n        timeouts: {first_byte: 7}\n")
+    upstream, _ = build_settings(write(tmp_path, text)).catalog.entry("fast").deployments
+    assert upstream.timeouts.upstream() == UpstreamTimeouts(first_byte=7)
+    plain = build_settings(write(tmp_path, GOOD)).catalog.entry("fast").deployments[0]
+    assert plain.timeouts.upstream() == UpstreamTimeouts()

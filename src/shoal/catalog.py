@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shoal.core.backend import ModelCard
 from shoal.backends.local.hub import parse_hub_spec
+from shoal.backends.timeouts import Timeouts as UpstreamTimeouts
 from shoal.routing.router import RouterSpec
 from shoal.routing.strategies import POLICIES
 
@@ -34,13 +35,24 @@ class Pricing(_Strict):
     output: float = Field(0.0, ge=0)
 
 
-class Timeouts(_Strict):
-    """Seconds to connect, to the first byte, between two reads, and for a whole non-streamed answer."""
+_TIMEOUTS = UpstreamTimeouts()
+"""The defaults, defined once by the backend's dataclass."""
 
-    connect: float = Field(5.0, gt=0)
-    first_byte: float = Field(30.0, gt=0)
-    read: float = Field(120.0, gt=0)
-    total: float = Field(600.0, gt=0)
+
+class Timeouts(_Strict):
+    """Seconds to connect, to the first byte, between two reads, and for a whole non-streamed answer.
+
+    The catalog's check (each positive, nothing else) of the backend's :class:`UpstreamTimeouts`.
+    """
+
+    connect: float = Field(_TIMEOUTS.connect, gt=0)
+    first_byte: float = Field(_TIMEOUTS.first_byte, gt=0)
+    read: float = Field(_TIMEOUTS.read, gt=0)
+    total: float = Field(_TIMEOUTS.total, gt=0)
+
+    def upstream(self) -> UpstreamTimeouts:
+        """The backend's timeouts."""
+        return UpstreamTimeouts(**self.model_dump())
 
 
 class LocalDeployment(_Strict):
@@ -197,7 +209,8 @@ class ModelEntry(_Strict):
         caps = self.capabilities if capabilities is None else capabilities
         return ModelCard(
             id=self.id, owned_by=self.owned_by, created=0, context_length=self.context_length,
-            capabilities=caps if EMBEDDINGS in caps else (*BASE_CAPABILITIES, *caps), aliases=self.aliases, description=self.description,
+            capabilities=caps if EMBEDDINGS in caps else (*BASE_CAPABILITIES, *caps), aliases=self.aliases,
+            description=self.description,
             extra={**(extra or {}), "pricing": self.pricing.model_dump(exclude_none=True)},
         )
 

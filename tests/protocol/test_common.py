@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import pydantic
 import pytest
 from fastapi.testclient import TestClient
 
+from shoal.protocol.chat import ChatMessage
 from shoal.protocol.common import MAX_STOP_CHARS, MAX_TOOLS
+from shoal.protocol.responses import InputMessage
 from tests.scripted import ScriptedBackend, make_app
 
 HUGE = 2**70
@@ -93,3 +96,21 @@ def test_responses_accepts_the_edges(client: TestClient) -> None:
             "tools": [{"type": "function", "name": f"f{i}"} for i in range(MAX_TOOLS)]}
     resp = client.post("/v1/responses", json=body)
     assert resp.status_code == 200, resp.text
+
+
+# -- one message validator for chat messages and Responses input messages -------------------------------
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+@pytest.mark.parametrize(("message", "why"), [
+    ({"role": "tool", "content": "r"}, "with role 'tool' must have a 'tool_call_id'"),
+    ({"role": "user"}, "with role 'user' must have 'content'"),
+    ({"role": "user", "tool_calls": [CALL]}, "with role 'user' must have 'content'"),  # only assistants call
+])
+def test_chat_and_responses_messages_follow_the_same_rules(message: dict[str, Any], why: str) -> None:
+    for schema, noun in ((ChatMessage, "messages"), (InputMessage, "input messages")):
+        with pytest.raises(pydantic.ValidationError, match=f"{noun} {why}"):
+            schema.model_validate(message)
+    calls_only = {"role": "assistant", "tool_calls": [CALL]}
+    assert ChatMessage.model_validate(calls_only).tool_calls and InputMessage.model_validate(calls_only).tool_calls

@@ -17,28 +17,16 @@ from typing import Any
 
 import orjson
 
+from shoal.backends.openai_wire.body import message_dict, sampling_fields, tool_fields
+from shoal.backends.openai_wire.chunks import ChunkTranslator, plain_answer
 from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
-from shoal.backends.local.chunks import ChunkTranslator, plain_answer
-from shoal.backends.openai_wire import message_dict, response_format_dict
 from shoal.backends.upstream import UpstreamConfig, UpstreamHTTP, dropped
 from shoal.core.types import (
     Finish,
     GenerationEvent,
     GenerationRequest,
-    NamedTool,
-    ToolSpec,
     Usage,
 )
-
-
-def _tool(tool: ToolSpec) -> dict[str, Any]:
-    fn: dict[str, Any] = {"name": tool.name,
-                          "parameters": tool.parameters or {"type": "object", "properties": {}}}
-    if tool.description:
-        fn["description"] = tool.description
-    if tool.strict:
-        fn["strict"] = True
-    return {"type": "function", "function": fn}
 
 
 def chat_body(request: GenerationRequest, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -46,7 +34,6 @@ def chat_body(request: GenerationRequest, model: str, extra: dict[str, Any] | No
 
     A caller that does not stream gets the upstream's whole answer, parsed once.
     """
-    s = request.sampling
     body: dict[str, Any] = {
         "model": model,
         "messages": [message_dict(m, null_content_with_calls=True) for m in request.messages],
@@ -54,29 +41,11 @@ def chat_body(request: GenerationRequest, model: str, extra: dict[str, Any] | No
     }
     if request.stream:
         body["stream_options"] = {"include_usage": True}
-    for name, value in (("temperature", s.temperature), ("top_p", s.top_p), ("seed", s.seed),
-                        ("max_tokens", s.max_tokens), ("user", request.user),
-                        ("reasoning_effort", request.reasoning_effort), ("presence_penalty", s.presence_penalty),
-                        ("frequency_penalty", s.frequency_penalty)):
+    for name, value in (("user", request.user), ("reasoning_effort", request.reasoning_effort)):
         if value is not None:
             body[name] = value
-    if s.stop:
-        body["stop"] = list(s.stop)
-    if s.logprobs:
-        body["logprobs"] = True
-        if s.top_logprobs:
-            body["top_logprobs"] = s.top_logprobs
-    if request.response_format is not None:
-        fmt = response_format_dict(request.response_format)
-        if fmt is not None:
-            body["response_format"] = fmt
-    if request.tools:
-        body["tools"] = [_tool(t) for t in request.tools]
-        choice = request.tool_choice
-        body["tool_choice"] = ({"type": "function", "function": {"name": choice.name}}
-                               if isinstance(choice, NamedTool) else choice)
-        if not request.parallel_tool_calls:
-            body["parallel_tool_calls"] = False
+    body.update(sampling_fields(request))
+    body.update(tool_fields(request.tools, request.tool_choice, request.parallel_tool_calls))
     if extra:
         body.update(extra)
     return body

@@ -19,8 +19,9 @@ import orjson
 
 from shoal.core.backend import BackendFailure
 from shoal.backends.openai_compat import OpenAICompatBackend
+from shoal.backends.openai_wire.body import sampling_fields, tool_fields
 from shoal.backends.upstream import dropped
-from shoal.core.types import GenerationRequest, ImageInput, Message, NamedTool, ResponseFormat
+from shoal.core.types import GenerationRequest, ImageInput, Message
 
 _REASONING_DELTAS = ("response.reasoning_text.delta", "response.reasoning_summary_text.delta",
                      "response.reasoning.delta")
@@ -49,56 +50,25 @@ def _input_items(msg: Message) -> list[dict[str, Any]]:
     return [{"type": "message", "role": msg.role, "content": parts}]
 
 
-def _text_format(fmt: ResponseFormat) -> dict[str, Any] | None:
-    if fmt.type == "json_object":
-        return {"type": "json_object"}
-    if fmt.type == "json_schema":
-        out: dict[str, Any] = {"type": "json_schema", "name": fmt.name or "response", "schema": fmt.schema or {},
-                               "strict": fmt.strict}
-        if fmt.description:
-            out["description"] = fmt.description
-        return out
-    return None
-
-
 def responses_body(request: GenerationRequest, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``/responses`` body of ``request`` for the upstream's ``model``, streamed as the caller is.
 
     ``stop`` and ``seed`` are not in OpenAI's Responses API; they are sent only
     when the caller set them (vLLM and llama-server honour them).
     """
-    s = request.sampling
     body: dict[str, Any] = {
         "model": model,
         "input": [item for m in request.messages for item in _input_items(m)],
         "stream": request.stream,
         "store": False,
     }
-    for name, value in (("temperature", s.temperature), ("top_p", s.top_p), ("seed", s.seed),
-                        ("max_output_tokens", s.max_tokens), ("user", request.user),
-                        ("presence_penalty", s.presence_penalty), ("frequency_penalty", s.frequency_penalty),
-                        ("prompt_cache_key", request.prompt_cache_key)):
+    for name, value in (("user", request.user), ("prompt_cache_key", request.prompt_cache_key)):
         if value is not None:
             body[name] = value
-    if s.stop:
-        body["stop"] = list(s.stop)
-    if s.logprobs:
-        body["include"] = ["message.output_text.logprobs"]
-        if s.top_logprobs:
-            body["top_logprobs"] = s.top_logprobs
     if request.reasoning_effort:
         body["reasoning"] = {"effort": request.reasoning_effort}
-    fmt = _text_format(request.response_format) if request.response_format else None
-    if fmt is not None:
-        body["text"] = {"format": fmt}
-    if request.tools:
-        body["tools"] = [{"type": "function", "name": t.name, "description": t.description or "",
-                          "parameters": t.parameters or {"type": "object", "properties": {}}, "strict": t.strict}
-                         for t in request.tools]
-        choice = request.tool_choice
-        body["tool_choice"] = {"type": "function", "name": choice.name} if isinstance(choice, NamedTool) else choice
-        if not request.parallel_tool_calls:
-            body["parallel_tool_calls"] = False
+    body.update(sampling_fields(request, api="responses"))
+    body.update(tool_fields(request.tools, request.tool_choice, request.parallel_tool_calls, api="responses"))
     if extra:
         body.update(extra)
     return body

@@ -19,6 +19,7 @@ from .common import (
     TopP,
     WireModel,
     check_logit_bias,
+    check_message,
     check_metadata,
     check_tool_count,
 )
@@ -100,12 +101,8 @@ class ChatMessage(BaseModel):
 
     @model_validator(mode="after")
     def _check_role_fields(self) -> "ChatMessage":
-        if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("messages with role 'tool' must have a 'tool_call_id'")
-        if self.content is None and not (self.role == "assistant" and self.tool_calls):
-            raise ValueError(f"messages with role '{self.role}' must have 'content'")
-        if self.role != "user" and self.images():
-            raise ValueError(f"image content parts are only allowed in messages with role 'user', not '{self.role}'")
+        check_message(self.role, has_content=self.content is not None, has_calls=bool(self.tool_calls),
+                      tool_call_id=self.tool_call_id, has_images=bool(self.images()))
         return self
 
     def text(self) -> str:

@@ -76,6 +76,22 @@ def check_logit_bias(value: dict[str, float] | None) -> dict[str, float] | None:
     return value
 
 
+def check_message(role: str, *, has_content: bool, has_calls: bool, tool_call_id: str | None, has_images: bool,
+                  noun: str = "messages", image_parts: str = "image content parts") -> None:
+    """The rules every API's conversation message follows, as OpenAI's chat API states them.
+
+    A tool result names its call; only an assistant message that makes calls may
+    leave out its content; only the user sends images. ``noun`` and
+    ``image_parts`` word the error as the client's API names things.
+    """
+    if role == "tool" and not tool_call_id:
+        raise ValueError(f"{noun} with role 'tool' must have a 'tool_call_id'")
+    if not has_content and not (role == "assistant" and has_calls):
+        raise ValueError(f"{noun} with role '{role}' must have 'content'")
+    if role != "user" and has_images:
+        raise ValueError(f"{image_parts} are only allowed in messages with role 'user', not '{role}'")
+
+
 class StopMixin(BaseModel):
     """Adds the validated ``stop`` field."""
 

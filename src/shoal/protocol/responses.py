@@ -18,6 +18,7 @@ from .common import (
     TopLogprobs,
     TopP,
     WireModel,
+    check_message,
     check_metadata,
     check_tool_count,
 )
@@ -96,12 +97,9 @@ class InputMessage(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "InputMessage":
-        if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("input messages with role 'tool' must have a 'tool_call_id'")
-        if self.content is None and not self.tool_calls:
-            raise ValueError("input messages must have 'content'")
-        if self.role != "user" and self.images():
-            raise ValueError(f"input_image parts are only allowed in messages with role 'user', not '{self.role}'")
+        check_message(self.role, has_content=self.content is not None, has_calls=bool(self.tool_calls),
+                      tool_call_id=self.tool_call_id, has_images=bool(self.images()),
+                      noun="input messages", image_parts="input_image parts")
         return self
 
     def text(self) -> str:

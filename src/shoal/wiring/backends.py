@@ -15,10 +15,10 @@ log = logging.getLogger("shoal.catalog")
 
 
 def _upstream(entry: Any, spec: Any, index: int) -> Backend:
-    from shoal.backends.upstream import Timeouts, UpstreamConfig
+    from shoal.backends.upstream import UpstreamConfig
 
     config = UpstreamConfig(base_url=spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
-                            timeouts=Timeouts(**spec.timeouts.model_dump()), headers=dict(spec.headers),
+                            timeouts=spec.timeouts.upstream(), headers=dict(spec.headers),
                             extra_body=dict(spec.extra_body))
     name = spec.name or f"{entry.id}/{spec.type}-{index}"
     card = entry.card(spec.capabilities, {"upstream": spec.type})

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shoal.backends.base import BackendFailure
+from shoal.core.backend import BackendFailure
 from shoal.backends.local.embedder import MAX_INPUTS, LocalEmbedder, LocalEmbedderConfig
 from shoal.backends.local.packaged import EMBED, default_cache_dir, find_packaged_model, resolve_model_path
 

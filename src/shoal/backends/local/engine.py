@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shoal.backends.local.body import to_llama_body
+from shoal.backends.openai_wire.chunks import ChunkTranslator
 from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
-from shoal.backends.local.chunks import ChunkTranslator, to_llama_body
 from shoal.core.types import GenerationEvent, GenerationRequest
 
 log = logging.getLogger("shoal.local")

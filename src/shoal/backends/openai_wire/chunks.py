@@ -1,6 +1,7 @@
-"""Translation between Shoal's core types and llama.cpp's chat dicts.
+"""Streamed chat-completion chunks (llama.cpp's and every OpenAI-compatible upstream's) as core events.
 
-Kept pure (no engine) so it is unit-tested on recorded chunks.
+Usage and logprobs are parsed here too. Kept pure (no engine, no HTTP) so it is
+unit-tested on recorded chunks.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shoal.backends.openai_wire import message_dict, response_format_dict
 from shoal.core.types import (
     Finish,
     FinishReason,
@@ -23,7 +23,6 @@ from shoal.core.types import (
     Usage,
 )
 from shoal.parsers import CallIds, Chain, build
-from shoal.parsers.constrained import tool_call_schema
 from shoal.parsers.think_tags import ThinkTagParser
 
 
@@ -37,74 +36,9 @@ def constrained_tools(request: GenerationRequest) -> tuple[ToolSpec, ...]:
     return request.tools
 
 
-def _tool_dict(tool: ToolSpec) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": tool.name, "description": tool.description or "",
-                                             "parameters": tool.parameters or {"type": "object", "properties": {}}}}
-
-
-TOOL_RESULT_HINT = "Answer the user's question in plain language using the tool results above."
-"""Added after tool results: without it small models (Qwen2.5-Coder-0.5B) repeat their call instead of answering."""
-
-
-def to_llama_body(request: GenerationRequest, *, tool_result_hint: bool = True) -> dict[str, Any]:
-    """The OpenAI-style body llama.cpp's ``handle_chat_completions`` takes (always streamed).
-
-    Tools are rendered by the model's template. ``auto`` leaves the choice to the
-    model (llama.cpp parses its native format; :class:`ChunkTranslator` the
-    lenient ones). ``required`` and a named function are enforced by a JSON
-    schema over the allowed calls (``tool_choice`` is sent as ``none`` so that
-    llama.cpp accepts the schema next to the tools and leaves the output to us).
-    A conversation that ends with tool results gets a one-line system hint to
-    answer from them (``tool_result_hint``).
-    """
-    s = request.sampling
-    messages = [message_dict(m) for m in request.messages]
-    if tool_result_hint and request.messages and request.messages[-1].role == "tool":
-        messages.append({"role": "system", "content": TOOL_RESULT_HINT})
-    body: dict[str, Any] = {
-        "messages": messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "cache_prompt": True,
-    }
-    if s.temperature is not None:
-        body["temperature"] = s.temperature
-    if s.top_p is not None:
-        body["top_p"] = s.top_p
-    if s.seed is not None:
-        body["seed"] = s.seed
-    if s.presence_penalty is not None:
-        body["presence_penalty"] = s.presence_penalty
-    if s.frequency_penalty is not None:
-        body["frequency_penalty"] = s.frequency_penalty
-    if s.stop:
-        body["stop"] = list(s.stop)
-    if s.max_tokens is not None:
-        body["max_tokens"] = s.max_tokens
-    if s.logprobs:
-        body["logprobs"] = True
-        body["top_logprobs"] = s.top_logprobs
-    if request.response_format is not None:
-        fmt = response_format_dict(request.response_format)
-        if fmt is not None:
-            body["response_format"] = fmt
-    if request.reasoning_effort:
-        kwargs: dict[str, Any] = {"reasoning_effort": request.reasoning_effort}
-        if request.reasoning_effort == "none":
-            kwargs["enable_thinking"] = False
-        body["chat_template_kwargs"] = kwargs
-    forced = constrained_tools(request)
-    if forced:
-        parallel = request.parallel_tool_calls and not isinstance(request.tool_choice, NamedTool)
-        body["tools"] = [_tool_dict(t) for t in forced]
-        body["tool_choice"] = "none"
-        body["json_schema"] = tool_call_schema(forced, parallel=parallel)
-        body.pop("response_format", None)
-    elif request.tools and request.tool_choice != "none":
-        body["tools"] = [_tool_dict(t) for t in request.tools]
-        body["tool_choice"] = "auto"
-        body["parallel_tool_calls"] = request.parallel_tool_calls
-    return body
+def forced_parallel(request: GenerationRequest) -> bool:
+    """Whether a forced choice may be several calls: a named function is called once."""
+    return request.parallel_tool_calls and not isinstance(request.tool_choice, NamedTool)
 
 
 def output_parser(request: GenerationRequest, calls: CallIds) -> tuple[Chain, ThinkTagParser | None]:
@@ -116,8 +50,7 @@ def output_parser(request: GenerationRequest, calls: CallIds) -> tuple[Chain, Th
     """
     forced = constrained_tools(request)
     if forced:
-        parallel = request.parallel_tool_calls and not isinstance(request.tool_choice, NamedTool)
-        return build(["constrained"], forced, calls, parallel), None
+        return build(["constrained"], forced, calls, forced_parallel(request)), None
     think = ThinkTagParser()
     if request.tools and request.tool_choice == "auto":
         tools = build(["hermes", "json"], request.tools, calls, request.parallel_tool_calls)
@@ -125,7 +58,8 @@ def output_parser(request: GenerationRequest, calls: CallIds) -> tuple[Chain, Th
     return Chain([think]), think
 
 
-def _logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
+def parse_logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
+    """A choice's ``logprobs`` (``{"content": [...]}``) as core logprobs; () when absent."""
     if not raw or not isinstance(raw, dict):
         return ()
     out = []
@@ -139,7 +73,7 @@ def _logprobs(raw: Any) -> tuple[TokenLogprob, ...]:
     return tuple(out)
 
 
-def _usage(raw: dict[str, Any]) -> Usage:
+def parse_usage(raw: dict[str, Any]) -> Usage:
     """A chunk's ``usage`` (with ``prompt_tokens_details.cached_tokens``) as core usage."""
     details = raw.get("prompt_tokens_details") or {}
     return Usage(
@@ -170,15 +104,15 @@ def plain_answer(chunk: dict[str, Any], request: GenerationRequest) -> list[Gene
     if reasoning:
         events.append(ReasoningDelta(reasoning))
     if content:
-        events.append(TextDelta(content, _logprobs(choice.get("logprobs"))))
-    u = _usage(chunk.get("usage") or {})
+        events.append(TextDelta(content, parse_logprobs(choice.get("logprobs"))))
+    u = parse_usage(chunk.get("usage") or {})
     events.append(Finish(choice.get("finish_reason") or "stop", Usage(
         u.input_tokens, u.output_tokens, u.cached_tokens, min(1 if reasoning else 0, u.output_tokens))))
     return events
 
 
 class ChunkTranslator:
-    """Turns llama.cpp's streamed chunk dicts into :data:`GenerationEvent` values.
+    """Turns streamed chat chunk dicts (llama.cpp's, or an upstream's) into :data:`GenerationEvent` values.
 
     ``reasoning_content`` and ``tool_calls`` deltas (what llama.cpp parsed
     itself) map straight to events; ``content`` goes through the request's
@@ -201,7 +135,7 @@ class ChunkTranslator:
         events: list[GenerationEvent] = []
         usage = chunk.get("usage")
         if usage:
-            self.usage = _usage(usage)
+            self.usage = parse_usage(usage)
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content")
@@ -210,7 +144,7 @@ class ChunkTranslator:
                 events.append(ReasoningDelta(reasoning))
             content = delta.get("content")
             if content:
-                self._logprobs.extend(_logprobs(choice.get("logprobs")))
+                self._logprobs.extend(parse_logprobs(choice.get("logprobs")))
                 was_thinking = self._think is not None and self._think.reasoning
                 parsed = self._parse(self._parser.feed(content))
                 # About one token per chunk: those inside the think block (tags included) are reasoning.
