@@ -1,16 +1,31 @@
-"""Background runs on this replica: a run's event log, which streams replay and follow live."""
+"""A create call's turn, and background runs on this replica: their event logs, replayed and followed live."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
+from shoal.api.responses.builder import ResponseBuilder
+from shoal.api.responses.translate import History, Translation
+from shoal.core.context import RequestContext
+from shoal.errors import ShoalError
+from shoal.protocol.responses import ResponsesRequest
 from shoal.protocol.responses_output import ResponseStreamEvent
 
-if TYPE_CHECKING:
-    from shoal.api.responses.service import Turn
+
+@dataclass
+class Turn:
+    """One create-response call: its request (translated once), its history and how it is being built."""
+
+    body: ResponsesRequest
+    context: RequestContext
+    translation: Translation
+    history: History
+    input_items: list[dict[str, Any]]
+    builder: ResponseBuilder
+    error: ShoalError | None = None
 
 
 @dataclass

@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, cast
 
 from shoal.api.responses.builder import ResponseBuilder, cancelled_copy
@@ -18,13 +17,12 @@ from shoal.api.responses.echo import echo_fields
 from shoal.api.responses.items import output_as_input, stored_input_items
 from shoal.api.responses.leases import LeaseKeeper
 from shoal.api.responses.results import Background, Stream, Whole
-from shoal.api.responses.runs import BackgroundRun
+from shoal.api.responses.runs import BackgroundRun, Turn
 from shoal.api.responses.translate import (
     ENCRYPTED_INCLUDE,
     LOGPROBS_INCLUDE,
     SOURCES_INCLUDE,
     History,
-    Translation,
     translate,
 )
 from shoal.api.responses.web_search_loop import with_web_search
@@ -41,19 +39,6 @@ log = logging.getLogger("shoal.responses")
 
 MAX_TRUNCATION_STEPS = 64
 KEPT_RUNS = 256
-
-
-@dataclass
-class Turn:
-    """One create-response call: its request (translated once), its history and how it is being built."""
-
-    body: ResponsesRequest
-    context: RequestContext
-    translation: Translation
-    history: History
-    input_items: list[dict[str, Any]]
-    builder: ResponseBuilder
-    error: ShoalError | None = None
 
 
 class ResponsesService:

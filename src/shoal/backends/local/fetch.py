@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from .packaged import PackagedModel, PackagePart
+    from .model_spec import PackagedModel, PackagePart
 
 __all__ = ["MEMBER_PATTERN", "ModelFetchError", "ensure_model"]
 
