@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from shoal.api import admin, chat, messages, models, responses
+from shoal.api import admin, chat, embeddings, messages, models, responses
 from shoal.api.chat.router import create_chat_completion
 from shoal.api.edge import Edge
+from shoal.api.embeddings.router import create_embedding
 from shoal.api.messages.router import count_message_tokens, create_message
 from shoal.api.openapi import build_openapi
 from shoal.api.responses.router import create_response
@@ -72,6 +73,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     app.include_router(chat.router)
     app.include_router(responses.router)
     app.include_router(messages.router)
+    app.include_router(embeddings.router)
     app.include_router(models.router)
     app.include_router(admin.router)
 
@@ -105,5 +107,6 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         ("POST", "/v1/responses"): create_response,
         ("POST", "/v1/messages"): create_message,
         ("POST", "/v1/messages/count_tokens"): count_message_tokens,
+        ("POST", "/v1/embeddings"): create_embedding,
     }, "loopback_only": not settings.auth_enabled}
     return app

@@ -128,7 +128,8 @@ class Router:
         reasons: list[str] = []
         for deps in groups:
             for dep in by_load(deps):
-                why = unfit(dep.card, request) if dep.serves(request) else f"does not serve {request.kind}"
+                serves = "/".join(sorted(dep.backend.operations))
+                why = unfit(dep.card, request) if dep.serves(request) else f"serves {serves}, not {request.kind}"
                 if why is None:
                     capable.append(dep)
                 else:

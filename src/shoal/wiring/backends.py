@@ -9,6 +9,7 @@ from shoal.backends.local.engine import LocalBackend
 from shoal.backends.local.serverless import MIB, MemoryPool
 from shoal.config import Settings
 from shoal.core.backend import Backend
+from shoal.wiring.embeddings import local_embedder, upstream_embedder
 from shoal.wiring.local import catalog_local, local_backends
 
 log = logging.getLogger("shoal.catalog")
@@ -20,6 +21,8 @@ def _upstream(entry: Any, spec: Any, index: int) -> Backend:
     config = UpstreamConfig(base_url=spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
                             timeouts=spec.timeouts.upstream(), headers=dict(spec.headers),
                             extra_body=dict(spec.extra_body))
+    if entry.embeddings:
+        return upstream_embedder(entry, spec, index, config)
     name = spec.name or f"{entry.id}/{spec.type}-{index}"
     card = entry.card(spec.capabilities, {"upstream": spec.type})
     if spec.type == "anthropic":
@@ -49,7 +52,9 @@ def catalog_backends(settings: Settings) -> list[Backend]:
         return backends
     for entry in catalog.models:
         for index, spec in enumerate(entry.deployments):
-            if spec.type == "local":
+            if spec.type == "local" and entry.embeddings:
+                backends.append(local_embedder(settings, entry, spec, index, pool))
+            elif spec.type == "local":
                 backends.append(catalog_local(settings, entry, spec, index, pool))
             else:
                 backends.append(_upstream(entry, spec, index))

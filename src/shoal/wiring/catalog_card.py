@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from shoal.core.backend import Backend, BaseBackend, ModelCard
+from shoal.core.embeddings import EmbeddingEvent, EmbeddingRequest
 from shoal.core.types import GenerationEvent, GenerationRequest
 
 
@@ -38,6 +39,10 @@ class CatalogCard(BaseBackend):
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         """The inner backend's generation."""
         return self.inner.generate(request)
+
+    def embed(self, request: EmbeddingRequest) -> AsyncIterator[EmbeddingEvent]:
+        """The inner backend's embedding."""
+        return self.inner.embed(request)
 
     async def health(self) -> dict[str, Any]:
         """The inner backend's health."""
