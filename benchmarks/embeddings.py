@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""Embeddings per second at batch 1 and batch 32: the llama.cpp baseline (skeleton).
+"""Embeddings per second at batch 1 and batch 32: Shoal's ``/v1/embeddings`` against llama.cpp called directly.
 
 The baseline ("direct") drives ``xllamacpp.Server.handle_embeddings`` in this
 process, configured as :class:`shoal.backends.local.embedder.LocalEmbedder`
 configures it (embedding mode, pooling, L2 normalisation, unified KV cache,
-parallel slots, micro-batch = context), so a Shoal-over-HTTP side added later
-measures only what Shoal adds.  A side is a callable taking a list of inputs
-and returning the number of vectors; :func:`measure` times it.
+parallel slots, micro-batch = context). The other side ("shoal") is a real
+``shoal serve`` with the same model and settings in its catalog, called with the
+official ``openai`` client (its default: base64 vectors, decoded by the SDK), so
+the difference is everything Shoal adds: HTTP, keys, routing, metering, encoding.
+A side is a callable taking a list of inputs and returning the number of vectors.
 
-Each size runs ``--rounds`` timed calls after one warm-up call; the report
-gives the median seconds per call and embeddings per second (inputs / median).
+Each size runs ``--rounds`` timed calls per side after one warm-up call each, the
+two sides interleaved call by call (the order alternating), so a noisy neighbour on
+a shared machine hits both alike; the report gives the median seconds per call,
+embeddings per second (inputs / median) and the ratio shoal / direct.
 Inputs are short English sentences of 8-16 words, distinct per call so no
 cache can help.
 
@@ -49,21 +53,78 @@ def sentences(count: int, salt: int) -> list[str]:
     return out
 
 
-def measure(side: Side, batch: int, rounds: int) -> dict[str, Any]:
-    """Median wall time of ``rounds`` calls of ``batch`` inputs (after one warm-up call)."""
-    if side(sentences(batch, salt=10_000 + batch)) != batch:
-        raise RuntimeError(f"warm-up at batch {batch} returned the wrong number of vectors")
-    samples = []
+def measure(sides: dict[str, Side], batch: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """Median wall time of ``rounds`` calls of ``batch`` inputs per side (after one warm-up call each),
+    interleaved call by call."""
+    for name, side in sides.items():
+        if side(sentences(batch, salt=10_000 + batch)) != batch:
+            raise RuntimeError(f"{name}: warm-up at batch {batch} returned the wrong number of vectors")
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
     for r in range(rounds):
         inputs = sentences(batch, salt=r * 1_000 + batch)
-        started = time.perf_counter()
-        got = side(inputs)
-        samples.append(time.perf_counter() - started)
-        if got != batch:
-            raise RuntimeError(f"batch {batch} returned {got} vectors")
-    median = statistics.median(samples)
-    return {"batch": batch, "rounds": rounds, "seconds": samples, "median_seconds": median,
-            "embeddings_per_second": batch / median}
+        for name in names if r % 2 == 0 else reversed(names):
+            started = time.perf_counter()
+            got = sides[name](inputs)
+            samples[name].append(time.perf_counter() - started)
+            if got != batch:
+                raise RuntimeError(f"{name}: batch {batch} returned {got} vectors")
+    out = {}
+    for name, times in samples.items():
+        median = statistics.median(times)
+        out[name] = {"batch": batch, "rounds": rounds, "seconds": times, "median_seconds": median,
+                     "embeddings_per_second": batch / median}
+    return out
+
+
+def shoal_side(path: Path, *, pooling: str, parallel: int, ctx_per_slot: int, threads: int,
+               workdir: Path) -> tuple[Side, Callable[[], None]]:
+    """A real ``shoal serve`` on 127.0.0.1 serving the model for embeddings; returns the side and its stop."""
+    import socket
+    import subprocess
+
+    import openai
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = workdir / "shoal.yaml"
+    config.write_text(f"""models:
+  - id: bench-embed
+    context_length: {ctx_per_slot}
+    capabilities: [embeddings]
+    deployments: [{{type: local, path: '{path}', pooling: {pooling}, parallel: {parallel},
+                   ctx_per_slot: {ctx_per_slot}, threads: {threads}}}]
+""")
+    env = {**os.environ, "SHOAL_HOME": str(workdir)}
+    log = (workdir / "shoal.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "serve", "--port", str(port), "--config",
+                             str(config), "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            client.models.list()
+            break
+        except openai.APIConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"shoal serve did not start; see {workdir / 'shoal.log'}") from None
+            time.sleep(0.2)
+
+    def run(inputs: list[str]) -> int:
+        return len(client.embeddings.create(model="bench-embed", input=inputs).data)
+
+    def stop() -> None:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+    return run, stop
 
 
 def direct_side(path: Path, *, pooling: str, parallel: int, ctx_per_slot: int, threads: int) -> Side:
@@ -79,6 +140,7 @@ def direct_side(path: Path, *, pooling: str, parallel: int, ctx_per_slot: int, t
     params.kv_unified = True
     params.n_ctx = params.n_batch = params.n_ubatch = ctx_per_slot * parallel
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.cpuparams.poll = params.cpuparams_batch.poll = 0  # as Shoal sets it: idle means idle
     params.verbosity = 1
     server = xllamacpp.Server(params)
 
@@ -101,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ctx-per-slot", type=int, default=512)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--direct-only", action="store_true", help="measure only llama.cpp called directly")
     args = parser.parse_args(argv)
     if args.rounds < 1 or any(b < 1 for b in args.batches):
         parser.error("--rounds and --batches must be positive")
@@ -109,17 +172,38 @@ def main(argv: list[str] | None = None) -> int:
 
     path, packaged = resolve_model_path(args.model, default_cache_dir())
     pooling = packaged.embedding.pooling if packaged and packaged.embedding else "mean"
+    import tempfile
+
     started = time.perf_counter()
     side = direct_side(path, pooling=pooling, parallel=args.parallel, ctx_per_slot=args.ctx_per_slot,
                        threads=args.threads)
     load_seconds = time.perf_counter() - started
-    results = {"direct": [measure(side, b, args.rounds) for b in args.batches]}
+    sides: dict[str, Side] = {"direct": side}
+    stop: Callable[[], None] | None = None
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
+        try:
+            if not args.direct_only:
+                sides["shoal"], stop = shoal_side(path, pooling=pooling, parallel=args.parallel,
+                                                  ctx_per_slot=args.ctx_per_slot, threads=args.threads,
+                                                  workdir=Path(tmp))
+            runs = [measure(sides, b, args.rounds) for b in args.batches]
+        finally:
+            if stop is not None:
+                stop()
+    results = {name: [run[name] for run in runs] for name in sides}
+    if "shoal" in results:
+        results["ratio"] = [{"batch": d["batch"], "shoal_over_direct": s["embeddings_per_second"]
+                             / d["embeddings_per_second"]} for d, s in zip(results["direct"], results["shoal"])]
     report = {
         "model": path.name, "pooling": pooling, "parallel": args.parallel, "ctx_per_slot": args.ctx_per_slot,
         "threads": args.threads, "load_seconds": load_seconds, "cpus": os.cpu_count(),
         "loadavg_1m": os.getloadavg()[0], "python": platform.python_version(), "results": results,
     }
     for name, rows in results.items():
+        if name == "ratio":
+            for row in rows:
+                print(f"ratio   batch {row['batch']:3d}: shoal / direct = {row['shoal_over_direct']:.3f}")
+            continue
         for row in rows:
             print(f"{name:7s} batch {row['batch']:3d}: {row['embeddings_per_second']:8.1f} embeddings/s "
                   f"(median {row['median_seconds'] * 1000:.1f} ms/call over {row['rounds']} rounds)")

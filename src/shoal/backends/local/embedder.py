@@ -106,6 +106,8 @@ class LocalEmbedder(BaseBackend):
         params.n_batch = params.n_ubatch = cfg.max_batch_tokens
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
+        # No spin-waiting between requests: an idle embedder must not take CPU from its neighbours.
+        params.cpuparams.poll = params.cpuparams_batch.poll = 0
         params.model_alias = {cfg.model_id}
         params.api_keys = [self._http_api_key]
         params.verbosity = 3 if cfg.verbose else 1
