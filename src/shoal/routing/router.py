@@ -61,7 +61,7 @@ class Router:
         self._known: dict[str, ModelCard] = {}
         for dep in deployments:
             self.groups.setdefault(dep.card.id, []).append(dep)
-        for model_id, deps in self.groups.items():
+        for deps in self.groups.values():
             self._learn(deps[0].card, (a for d in deps for a in d.card.aliases))
         for card in expected:
             self._learn(card, card.aliases)
