@@ -189,13 +189,19 @@ class ReplicaSet:
         interval = self.spec.discover.interval_seconds
         while True:
             await asyncio.sleep(interval)
-            await self.refresh()
-            await self.sync()
+            try:
+                await self.refresh()
+                await self.sync()
+            except Exception:  # one bad round must not stop discovery for the app's lifetime
+                log.exception("%s: updating the replicas failed", self.label)
 
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.check.interval_seconds)
-            await self.probe_all()
+            try:
+                await self.probe_all()
+            except Exception:
+                log.exception("%s: probing the replicas failed", self.label)
 
     async def probe_all(self) -> None:
         """Probe every replica once (concurrently, each within the timeout); mark the ones that changed."""
