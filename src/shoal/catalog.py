@@ -114,9 +114,45 @@ class LocalDeployment(_Strict):
         return str(self.path or self.packaged or self.hf)
 
 
+def _check_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("base_url must start with http:// or https://")
+    return value
+
+
+class Discover(_Strict):
+    """Replicas found by resolving a DNS name (every A/AAAA record, as a Kubernetes headless service gives)."""
+
+    dns: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    scheme: Literal["http", "https"] = "http"
+    path: str = "/v1"
+    """The base path on each replica (``/v1`` for an OpenAI-compatible server)."""
+    interval_seconds: float = Field(10.0, gt=0)
+    """How often the name is resolved again."""
+
+
+class HealthCheck(_Strict):
+    """The probe that takes a replica out of balancing before it fails requests, and back in."""
+
+    path: str = "models"
+    """Probed as ``GET <base_url>/<path>``; any answer below 500 counts as up."""
+    interval_seconds: float = Field(5.0, gt=0)
+    timeout_seconds: float = Field(2.0, gt=0)
+    unhealthy_after: int = Field(2, ge=1)
+    """Consecutive failed probes that mark a replica down."""
+    healthy_after: int = Field(1, ge=1)
+    """Consecutive good probes that mark it up again."""
+
+
 class _Upstream(_Strict):
     name: str | None = None
-    base_url: str
+    base_url: str | None = None
+    base_urls: tuple[str, ...] = ()
+    """Several replicas of one upstream, each balanced (and health-checked) as a deployment of its own."""
+    discover: Discover | None = None
+    health_check: HealthCheck = HealthCheck()
+    """For replicas (``base_urls``, ``discover``, or added through the admin API)."""
     api_key_env: str | None = None
     model: str
     max_concurrency: int = Field(64, ge=1)
@@ -127,10 +163,31 @@ class _Upstream(_Strict):
 
     @field_validator("base_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
+
+    @field_validator("base_urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            _check_url(url)
+        if len(set(value)) != len(value):
+            raise ValueError("base_urls lists a URL twice")
         return value
+
+    @model_validator(mode="after")
+    def _one_address(self) -> _Upstream:
+        given = [k for k in ("base_url", "base_urls", "discover") if k in self.model_fields_set]
+        if len(given) > 1:
+            raise ValueError(f"give one of base_url, base_urls, discover (not {' and '.join(given)})")
+        if not given and self.base_url is None:
+            raise ValueError("an upstream needs base_url, base_urls or discover")
+        return self
+
+    @property
+    def replicated(self) -> bool:
+        """Whether this deployment is a set of replicas (``base_urls`` or ``discover``), not one ``base_url``."""
+        return bool(self.base_urls) or self.discover is not None
 
 
 class OpenAIDeployment(_Upstream):
@@ -145,7 +202,7 @@ class AnthropicDeployment(_Upstream):
     """An Anthropic Messages API upstream."""
 
     type: Literal["anthropic"]
-    base_url: str = "https://api.anthropic.com"
+    base_url: str | None = "https://api.anthropic.com"
     max_tokens: int = Field(4096, ge=1)
     """Sent when the request sets none (Anthropic requires it)."""
     cache_prompt: bool = True

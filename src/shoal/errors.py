@@ -92,6 +92,14 @@ class ModelNotFoundError(NotFoundError):
         super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param="model")
 
 
+class ConflictError(ShoalError):
+    """409: the thing to create exists already (a replica that is already in its set)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class PayloadTooLargeError(ShoalError):
     """413: the request body is larger than the configured limit."""
 

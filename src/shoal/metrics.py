@@ -39,6 +39,7 @@ class _Queues(Collector):
         queued = GaugeMetricFamily("shoal_queue_depth", "Requests waiting for a slot", labels=LABELS)
         running = GaugeMetricFamily("shoal_running_requests", "Requests being generated", labels=LABELS)
         open_ = GaugeMetricFamily("shoal_circuit_open", "1 while the deployment's circuit is open", labels=LABELS)
+        up = GaugeMetricFamily("shoal_deployment_up", "0 while the deployment's health probe fails", labels=LABELS)
         loaded = GaugeMetricFamily("shoal_model_loaded", "1 while a local model is in memory", labels=LABELS)
         loads = CounterMetricFamily("shoal_model_loads", "Loads of a serverless local model", labels=LABELS)
         unloads = CounterMetricFamily("shoal_model_unloads", "Unloads (idle or evicted) of a serverless local model",
@@ -48,13 +49,14 @@ class _Queues(Collector):
             queued.add_metric(labels, dep.admission.queued)
             running.add_metric(labels, dep.admission.running)
             open_.add_metric(labels, 1.0 if dep.breaker.state == "open" else 0.0)
+            up.add_metric(labels, 1.0 if dep.up else 0.0)
             status = dep.status()
             if status is not None:
                 loaded.add_metric(labels, 1.0 if status.get("state") == "loaded" else 0.0)
                 if "loads" in status:
                     loads.add_metric(labels, status["loads"])
                     unloads.add_metric(labels, status["unloads"])
-        yield from (queued, running, open_, loaded, loads, unloads)
+        yield from (queued, running, open_, up, loaded, loads, unloads)
 
 
 class UsageQueue(Collector):
@@ -186,8 +188,8 @@ class Metrics(Collector):
 
 
 def ready(deployments: Sequence["Deployment"]) -> tuple[bool, dict[str, Any]]:
-    """Ready when every model has a deployment whose circuit is not open."""
+    """Ready when every model has a deployment that is up and whose circuit is not open."""
     models: dict[str, bool] = {}
     for dep in deployments:
-        models[dep.card.id] = models.get(dep.card.id, False) or dep.breaker.state != "open"
+        models[dep.card.id] = models.get(dep.card.id, False) or (dep.up and dep.breaker.state != "open")
     return bool(models) and all(models.values()), {"models": models}

@@ -184,3 +184,51 @@ def test_images_count_against_the_context_length() -> None:
     assert names(router, image_req("r", "low", images=2)) == ["small-1"]
     with pytest.raises(InvalidRequestError, match="context"):
         router.plan(image_req("r", "high", images=2), CTX)
+
+
+# -- replicas joining and leaving, health ------------------------------------------------------------
+
+
+def test_replicas_join_and_leave_a_group(router: Router) -> None:
+    c = router.groups["smart"][0].card
+    extra = dep(c, "smart-2")
+    router.add(extra)
+    router.add(extra)  # once only
+    assert sorted(names(router, req("smart"))) == ["smart-1", "smart-2"]
+    assert [d.name for d in router.deployments].count("smart-2") == 1
+    assert router.remove(router.groups["smart"][0])
+    assert names(router, req("smart")) == ["smart-2"]
+    assert not router.remove(dep(c, "never-added"))
+
+
+def test_a_model_without_replicas_answers_503_not_404(router: Router) -> None:
+    only = router.groups["smart"][0]
+    router.remove(only)
+    with pytest.raises(OverloadedError) as info:
+        router.plan(req("smart"), CTX)
+    assert info.value.code == "no_replicas"
+    assert "smart" not in [c.id for c in router.cards()]
+    assert names(router, req("best", tools=True)) == ["tooly-1"]  # the router skips it, listing still works
+    assert "best" in [c.id for c in router.cards()]
+    router.add(only)
+    assert names(router, req("smart")) == ["smart-1"]
+
+
+def test_expected_models_may_start_empty() -> None:
+    c = card("later")
+    r = Router([], [RouterSpec("auto", ("later",))], expected=[c])
+    with pytest.raises(OverloadedError):
+        r.plan(req("later-alias"), CTX)
+    r.add(dep(c, "later/10.0.0.1:80"))
+    assert names(r, req("auto")) == ["later/10.0.0.1:80"]
+
+
+def test_a_replica_marked_down_is_skipped(router: Router) -> None:
+    c = router.groups["smart"][0].card
+    router.add(dep(c, "smart-2"))
+    router.groups["smart"][0].up = False
+    assert names(router, req("smart")) == ["smart-2"]
+    for d in router.groups["smart"]:
+        d.up = False
+    with pytest.raises(OverloadedError):
+        router.plan(req("smart"), CTX)

@@ -14,6 +14,7 @@ from shoal.auth.manage import KeyManager
 from shoal.config import Settings
 from shoal.core.deployment import Deployment
 from shoal.core.pipeline import Pipeline
+from shoal.routing.discovery import ReplicaControl
 from shoal.storage.db import Database
 from shoal.storage.usage import UsageStore
 from shoal.usage.meter import Meter
@@ -63,3 +64,5 @@ class Services:
     db: Database
     responses: ResponsesService
     tenancy: Tenancy
+    replicas: ReplicaControl | None = None
+    """Replicas of upstream deployments, changed at run time through the admin API."""

@@ -29,6 +29,8 @@ class Deployment:
     ttft_ewma: float | None = None
     reserved_for: frozenset[str] | None = None
     """Key ids or names that may use this deployment (None = every caller)."""
+    up: bool = True
+    """False while its health probe fails (a replica): planning skips it until it answers again."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -49,7 +51,9 @@ class Deployment:
         """Whether the backend serves this kind of operation at all."""
         return operation.kind in self.backend.operations
 
-
+    def available(self) -> bool:
+        """Whether planning may send it a request now: up, and its circuit not open."""
+        return self.up and self.breaker.available()
 
 
 @dataclass

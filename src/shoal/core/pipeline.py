@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import NoReturn, Protocol
 
 from shoal.core.backend import BackendFailure, ModelCard
@@ -39,7 +40,6 @@ class Pipeline:
                  retries: int = 1, backoff: float = 0.25, max_backoff: float = 5.0,
                  deadline: float = 60.0, observer: PipelineObserver | None = None) -> None:
         self.router = router
-        self.deployments = list(router.deployments)
         self.prime_timeout = prime_timeout
         self.hooks = hooks
         self.retries = retries
@@ -47,6 +47,11 @@ class Pipeline:
         self.max_backoff = max_backoff
         self.deadline = deadline
         self.observer = observer
+
+    @property
+    def deployments(self) -> Sequence[Deployment]:
+        """Every deployment the router balances now (replicas join and leave at run time)."""
+        return self.router.deployments
 
     def cards(self, context: RequestContext | None = None) -> list[ModelCard]:
         """Every served model and router the caller may use, in configuration order."""
@@ -97,7 +102,7 @@ class Pipeline:
                     break
                 await asyncio.sleep(wait)
             for dep in candidates:
-                if round_ and not dep.breaker.available():
+                if round_ and not dep.available():
                     continue
                 if loop.time() >= deadline:
                     return self._give_up(request, error, tried)

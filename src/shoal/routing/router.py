@@ -3,12 +3,14 @@
 A model id (or alias) names a group of deployments of one model, load-balanced
 by fewest outstanding requests. A router id names several models and a policy;
 it picks, per request, the deployments that can serve it (tools, JSON schema,
-context length), in policy order, skipping deployments whose circuit is open.
+context length), in policy order, skipping deployments whose circuit is open
+or whose health probe fails. Replicas join and leave a model's group at run time
+(:meth:`Router.add`, :meth:`Router.remove`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from shoal.core.backend import ModelCard
@@ -45,17 +47,24 @@ def live_card(deps: Sequence[Deployment]) -> ModelCard:
 
 
 class Router:
-    """Resolves names and plans candidates; holds no state besides the deployments' own."""
+    """Resolves names and plans candidates; holds no state besides the deployments' own.
 
-    def __init__(self, deployments: Sequence[Deployment], routers: Sequence[RouterSpec] = ()) -> None:
+    ``expected`` are the cards of models whose deployments may all come later (replicas
+    found at run time): their names are known from the start, so routers may list them.
+    """
+
+    def __init__(self, deployments: Sequence[Deployment], routers: Sequence[RouterSpec] = (),
+                 expected: Sequence[ModelCard] = ()) -> None:
         self.deployments = list(deployments)
         self.groups: dict[str, list[Deployment]] = {}
         self._names: dict[str, str] = {}
+        self._known: dict[str, ModelCard] = {}
         for dep in deployments:
             self.groups.setdefault(dep.card.id, []).append(dep)
-        for model_id, deps in self.groups.items():
-            for name in (model_id, *(a for d in deps for a in d.card.aliases)):
-                self._names.setdefault(name, model_id)
+        for deps in self.groups.values():
+            self._learn(deps[0].card, (a for d in deps for a in d.card.aliases))
+        for card in expected:
+            self._learn(card, card.aliases)
         self.routers: dict[str, RouterSpec] = {}
         for spec in routers:
             unknown = [m for m in spec.models if m not in self._names]
@@ -79,13 +88,13 @@ class Router:
             if spec.id in seen or (context is not None and not self._allowed(spec, context)):
                 continue
             seen.add(spec.id)
-            lengths = [self.groups[self._names[m]][0].card.context_length for m in spec.models]
+            lengths = [self._known[self._names[m]].context_length for m in spec.models]
             out.append(spec.card(max(lengths, default=0)))
         return out
 
     def usable(self, model_id: str, context: RequestContext) -> list[Deployment]:
         """The deployments of ``model_id`` this caller may use (reserved ones only for their keys)."""
-        return [dep for dep in self.groups[model_id] if dep.admits(context)]
+        return [dep for dep in self.groups.get(model_id, ()) if dep.admits(context)]
 
     def _allowed(self, spec: RouterSpec, context: RequestContext) -> list[str]:
         models = [self._names[m] for m in spec.models]
@@ -107,6 +116,8 @@ class Router:
             model_id = self._names.get(model)
             usable = self.usable(model_id, context) if model_id is not None and context.may_use(model_id) else []
             groups = [usable] if usable else []
+            if model_id is not None and not usable and not self.groups.get(model_id) and context.may_use(model_id):
+                raise _no_replicas(model)
         if not groups:
             raise ModelNotFoundError(model)
         return groups
@@ -142,9 +153,46 @@ class Router:
             raise InvalidRequestError(f"No deployment of {request.model!r} can serve this request: "
                                       + "; ".join(dict.fromkeys(reasons)) + ".", param="model",
                                       code="model_not_capable")
-        ready = [dep for dep in capable if dep.breaker.available()]
+        ready = [dep for dep in capable if dep.available()]
         if not ready:
             wait = min(dep.breaker.retry_in() for dep in capable)
             raise OverloadedError(f"Every deployment of {request.model!r} is failing; retry shortly.",
                                   code="upstream_unavailable", headers={"retry-after": str(max(1, round(wait)))})
         return Plan(model=request.model, candidates=ready)
+
+    # -- replicas joining and leaving (routing/discovery.py decides which) ---------------------------
+
+    def _learn(self, card: ModelCard, aliases: Iterable[str]) -> None:
+        """Know ``card``'s model under its id and ``aliases`` (first come keeps a name)."""
+        self._known.setdefault(card.id, card)
+        for name in (card.id, *aliases):
+            self._names.setdefault(name, card.id)
+
+    def add(self, dep: Deployment) -> None:
+        """Balance ``dep`` with its model's other deployments from the next plan on."""
+        if any(d is dep for d in self.deployments):
+            return
+        if dep.card.id not in self._known and any(name in self.routers for name in (dep.card.id, *dep.card.aliases)):
+            raise ValueError(f"deployment {dep.name}: the model name {dep.card.id!r} is a router's")
+        self._learn(dep.card, dep.card.aliases)
+        # New lists rather than appends: a plan or scrape iterating the old ones is not disturbed.
+        self.groups[dep.card.id] = [*self.groups.get(dep.card.id, ()), dep]
+        self.deployments = [*self.deployments, dep]
+
+    def remove(self, dep: Deployment) -> bool:
+        """Plan no new request on ``dep`` (its requests in flight go on); False if it was not here."""
+        if not any(d is dep for d in self.deployments):
+            return False
+        self.deployments = [d for d in self.deployments if d is not dep]
+        rest = [d for d in self.groups.get(dep.card.id, ()) if d is not dep]
+        if rest:
+            self.groups[dep.card.id] = rest
+        else:
+            # The model's names stay known: with no replica it answers 503, not 404.
+            self.groups.pop(dep.card.id, None)
+        return True
+
+
+def _no_replicas(model: str) -> OverloadedError:
+    return OverloadedError(f"No replica of {model!r} is serving right now; retry shortly.", code="no_replicas",
+                           headers={"retry-after": "1"})

@@ -15,15 +15,20 @@ from shoal.wiring.local import catalog_local, local_backends
 log = logging.getLogger("shoal.catalog")
 
 
-def _upstream(entry: Any, spec: Any, index: int) -> Backend:
+def upstream_backend(entry: Any, spec: Any, index: int, base_url: str | None = None,
+                     name: str | None = None) -> Backend:
+    """The backend of upstream deployment ``spec`` (the ``index``-th of ``entry``), at ``base_url`` if given.
+
+    A replica (``base_url`` given) is one member of a replicated deployment, named ``name``.
+    """
     from shoal.backends.upstream import UpstreamConfig
 
-    config = UpstreamConfig(base_url=spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
+    config = UpstreamConfig(base_url=base_url or spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
                             timeouts=spec.timeouts.upstream(), headers=dict(spec.headers),
                             extra_body=dict(spec.extra_body))
+    name = name or spec.name or f"{entry.id}/{spec.type}-{index}"
     if entry.embeddings:
-        return upstream_embedder(entry, spec, index, config)
-    name = spec.name or f"{entry.id}/{spec.type}-{index}"
+        return upstream_embedder(entry, spec, name, config)
     card = entry.card(spec.capabilities, {"upstream": spec.type})
     if spec.type == "anthropic":
         from shoal.backends.anthropic import AnthropicBackend
@@ -40,7 +45,7 @@ def _upstream(entry: Any, spec: Any, index: int) -> Backend:
 
 
 def catalog_backends(settings: Settings) -> list[Backend]:
-    """The ``--model`` shortcuts' local backends, then one backend per catalog deployment."""
+    """The ``--model`` shortcuts' local backends, then one per catalog deployment (but replicated ones)."""
     backends: list[Backend] = local_backends(settings) if settings.models else []
     limit = settings.memory_limit_mb * MIB if settings.memory_limit_mb else None
     pool = MemoryPool(limit, wait_seconds=settings.memory_wait_seconds)
@@ -56,8 +61,8 @@ def catalog_backends(settings: Settings) -> list[Backend]:
                 backends.append(local_embedder(settings, entry, spec, index, pool))
             elif spec.type == "local":
                 backends.append(catalog_local(settings, entry, spec, index, pool))
-            else:
-                backends.append(_upstream(entry, spec, index))
+            elif not spec.replicated:  # replicas come and go: wiring/discovery.py builds theirs
+                backends.append(upstream_backend(entry, spec, index))
                 log.info("model %s: upstream %s (%s)", entry.id, spec.base_url, spec.type)
     return backends
 

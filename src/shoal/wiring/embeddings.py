@@ -47,8 +47,7 @@ def local_embedder(settings: Settings, entry: Any, spec: Any, index: int, pool: 
     return CatalogCard(embedder, card, name, reserved_for=spec.reserved_for, max_concurrency=spec.max_concurrency)
 
 
-def upstream_embedder(entry: Any, spec: Any, index: int, config: UpstreamConfig) -> Backend:
-    """A catalog entry's OpenAI-compatible ``/embeddings`` upstream."""
-    name = spec.name or f"{entry.id}/{spec.type}-{index}"
+def upstream_embedder(entry: Any, spec: Any, name: str, config: UpstreamConfig) -> Backend:
+    """A catalog entry's OpenAI-compatible ``/embeddings`` upstream (or one replica of it)."""
     card = entry.card(spec.capabilities, {"upstream": spec.type})
     return OpenAIEmbeddingsBackend(name, card, config, capacity=spec.max_concurrency)

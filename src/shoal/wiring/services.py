@@ -18,11 +18,13 @@ from shoal.core.backend import Backend
 from shoal.core.deployment import Deployment
 from shoal.core.pipeline import Pipeline
 from shoal.metrics import Metrics, UsageQueue
+from shoal.routing.discovery import Resolver
 from shoal.routing.router import Router
 from shoal.storage.db import Database, default_url
 from shoal.storage.responses import ResponseStore
 from shoal.tools.web_search import provider_from_url
 from shoal.wiring.backends import catalog_backends, router_specs
+from shoal.wiring.discovery import Discovery
 from shoal.wiring.tenancy import build_tenancy
 
 BackendFactory = Callable[[Settings], list[Backend]]
@@ -45,9 +47,12 @@ def build_deployments(settings: Settings, backends: list[Backend]) -> list[Deplo
     return deployments
 
 
-async def build_services(settings: Settings, stack: AsyncExitStack,
-                         backend_factory: BackendFactory | None = None) -> tuple[Services, Metrics]:
-    """Everything the app serves with; ``stack`` closes it all, in reverse order, whatever fails midway."""
+async def build_services(settings: Settings, stack: AsyncExitStack, backend_factory: BackendFactory | None = None,
+                         resolver: Resolver | None = None) -> tuple[Services, Metrics]:
+    """Everything the app serves with; ``stack`` closes it all, in reverse order, whatever fails midway.
+
+    ``resolver`` resolves the catalog's ``discover`` names (tests pass their own).
+    """
     db = Database(settings.database_url or default_url(settings.data_dir))
     stack.push_async_callback(db.aclose)
     await db.prepare()
@@ -62,14 +67,19 @@ async def build_services(settings: Settings, stack: AsyncExitStack,
     if search is not None:
         stack.push_async_callback(search.aclose)
     deployments = build_deployments(settings, backends)
-    tenancy.serve(deployments)
-    metrics = Metrics(lambda: deployments)
+    router = Router(deployments, router_specs(settings), expected=Discovery.expected_cards(settings.catalog))
+    # Replicated deployments (base_urls, discover) join the router as their replicas come and go.
+    discovery = Discovery(settings.catalog, router, max_queue=settings.max_queue, resolver=resolver)
+    stack.push_async_callback(discovery.aclose)
+    await discovery.start()
+    tenancy.serve(router.deployments)
+    metrics = Metrics(lambda: router.deployments)
     metrics.registry.register(UsageQueue(tenancy.usage))
-    pipeline = Pipeline(Router(deployments, router_specs(settings)), prime_timeout=settings.prime_timeout,
+    pipeline = Pipeline(router, prime_timeout=settings.prime_timeout,
                         hooks=tenancy.meter, retries=settings.retries, deadline=settings.first_byte_deadline,
                         observer=metrics)
     responses = ResponsesService(pipeline, store, search=search)
     stack.push_async_callback(responses.aclose)
     services = Services(settings=settings, pipeline=pipeline, keys=static, db=db, responses=responses,
-                        tenancy=tenancy)
+                        tenancy=tenancy, replicas=discovery)
     return services, metrics

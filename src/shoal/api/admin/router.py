@@ -1,4 +1,4 @@
-"""HTTP routes of the admin API (``/admin/...``): keys and usage. Every route needs the admin token."""
+"""HTTP routes of the admin API (``/admin/...``): keys, usage, replicas. Every route needs the admin token."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from shoal.api.admin.schemas import KeyCreate
+from shoal.api.admin.schemas import KeyCreate, ReplicaCreate
 from shoal.api.deps import console_admin, services
 from shoal.auth.manage import KeySpec
 from shoal.errors import InvalidRequestError
@@ -18,6 +18,7 @@ from shoal.usage.report import summarize
 
 if TYPE_CHECKING:
     from shoal.api.services import Tenancy
+    from shoal.routing.discovery import ReplicaControl
 
 
 def tenancy(request: Request) -> Tenancy:
@@ -103,3 +104,29 @@ async def usage_records(request: Request, key_id: str | None = None, since: str 
     """The newest usage records, one per generation (newest first)."""
     records = await tenancy(request).usage.records(key_id=key_id, since=_since(since), limit=limit)
     return {"object": "list", "data": [asdict(r) for r in records]}
+
+
+def replica_control(request: Request) -> ReplicaControl:
+    """The app's replica sets (every app has them; None only in tests that build services by hand)."""
+    control = services(request).replicas
+    if control is None:
+        raise InvalidRequestError("This server does not manage replicas.", code="replicas_unavailable")
+    return control
+
+
+@router.get("/v1/models/{model:path}/replicas")
+async def list_replicas(model: str, request: Request) -> dict[str, Any]:
+    """The model's replicas (from ``base_urls``, ``discover`` or this API) with their health and load."""
+    return {"object": "list", "model": model, "data": replica_control(request).replicas(model)}
+
+
+@router.post("/v1/models/{model:path}/replicas", status_code=201)
+async def add_replica(model: str, body: ReplicaCreate, request: Request) -> JSONResponse:
+    """Add a replica: balanced from now on (as down until its first health probe answers)."""
+    return JSONResponse(await replica_control(request).add_replica(model, body.base_url), status_code=201)
+
+
+@router.delete("/v1/models/{model:path}/replicas")
+async def remove_replica(model: str, request: Request, base_url: str = Query(..., min_length=1)) -> dict[str, Any]:
+    """Remove a replica: no new requests; its requests in flight finish, then its connections close."""
+    return await replica_control(request).remove_replica(model, base_url)

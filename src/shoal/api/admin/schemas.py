@@ -21,3 +21,12 @@ class KeyCreate(BaseModel):
     tpm: int | None = Field(None, ge=1, le=INT32_MAX, description="Tokens (prompt + output) per minute.")
     budget_usd: float | None = Field(None, ge=0, description="Spend allowed per budget period, in USD.")
     budget_period: Literal["day", "month"] | None = Field(None, description="UTC day or month (default month).")
+
+
+class ReplicaCreate(BaseModel):
+    """``POST /admin/v1/models/{model}/replicas``: one more replica of a model's upstream deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(min_length=1, max_length=2048,
+                          description="The replica's base URL, e.g. http://10.0.0.7:8000/v1.")
