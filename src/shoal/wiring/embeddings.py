@@ -14,6 +14,7 @@ from shoal.backends.upstream import UpstreamConfig
 from shoal.config import Settings
 from shoal.core.backend import Backend
 from shoal.wiring.catalog_card import CatalogCard
+from shoal.wiring.local import load_with_progress
 
 log = logging.getLogger("shoal.catalog")
 
@@ -38,7 +39,7 @@ def local_embedder(settings: Settings, entry: Any, spec: Any, index: int, pool: 
         threads=spec.threads or settings.threads, aliases=entry.aliases, description=entry.description,
         verbose=settings.log_level == "debug")
     embedder = LocalEmbedder(config)
-    seconds = embedder.load()
+    seconds = load_with_progress(embedder)
     name = spec.name or f"{entry.id}/local-{index}"
     pool.pin(name, spec.memory_mb * MIB if spec.memory_mb else path.stat().st_size)
     log.info("loaded embedding model %s (%s) in %.1f s: %d dimensions, %s pooling", entry.id, path.name, seconds,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shoal.backends.local.embedder import LocalEmbedder
 from shoal.backends.local.engine import LocalBackend, LocalModelConfig
 from shoal.backends.local.hub import resolve_hub_file
 from shoal.backends.local.packaged import default_cache_dir, resolve_model_path
@@ -26,8 +27,8 @@ def parse_model_spec(spec: str) -> tuple[str | None, str]:
     return None, spec
 
 
-def load_with_progress(backend: LocalBackend) -> float:
-    """Load the model, showing a spinner with elapsed time on a terminal."""
+def load_with_progress(backend: LocalBackend | LocalEmbedder) -> float:
+    """Load the model (generation or embedding), showing a spinner with elapsed time on a terminal."""
     name = backend.config.model_id
     if not sys.stderr.isatty():
         log.info("loading %s from %s", name, backend.config.path)
