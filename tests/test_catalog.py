@@ -145,3 +145,31 @@ def test_deployment_timeouts_default_to_the_backends_and_reach_it(tmp_path: Path
     assert upstream.timeouts.upstream() == UpstreamTimeouts(first_byte=7)
     plain = build_settings(write(tmp_path, GOOD)).catalog.entry("fast").deployments[0]
     assert plain.timeouts.upstream() == UpstreamTimeouts()
+
+
+def test_an_embedding_model_lists_only_embeddings(tmp_path: Path) -> None:
+    text = """models:
+  - id: embed
+    capabilities: [embeddings]
+    deployments: [{type: local, path: /nowhere/e.gguf, pooling: cls},
+                  {type: openai, base_url: "http://127.0.0.1:1/v1", model: e}]
+"""
+    entry = build_settings(write(tmp_path, text)).catalog.entry("embed")
+    assert entry.embeddings and entry.card().capabilities == ("embeddings",)
+    assert entry.deployments[0].pooling == "cls"
+
+
+@pytest.mark.parametrize(("capabilities", "deployment", "problem"), [
+    ("[embeddings, tools]", "{type: local, path: /x.gguf}", "no other capability"),
+    ("[embeddings]", "{type: anthropic, model: c}", "local or OpenAI-compatible"),
+    ("[embeddings]", "{type: openai, api: responses, base_url: 'http://127.0.0.1:1/v1', model: e}",
+     "local or OpenAI-compatible"),
+    ("[embeddings]", "{type: local, path: /x.gguf, mode: serverless}", "dedicated"),
+    ("[tools]", "{type: local, path: /x.gguf, pooling: mean}", "pooling is for embedding models"),
+])
+def test_embedding_models_are_checked_at_start(tmp_path: Path, capabilities: str, deployment: str,
+                                               problem: str) -> None:
+    text = f"models:\n  - id: m\n    capabilities: {capabilities}\n    deployments: [{deployment}]\n"
+    with pytest.raises(ConfigError) as info:
+        build_settings(write(tmp_path, text))
+    assert problem in str(info.value)
