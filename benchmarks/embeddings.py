@@ -153,6 +153,31 @@ def direct_side(path: Path, *, pooling: str, parallel: int, ctx_per_slot: int, t
     return run
 
 
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Embeddings/s per batch size, direct vs shoal, with the ratio over each pair of bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    batches = [row["batch"] for row in results["direct"]]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    width = 0.38
+    for offset, name in ((-width / 2, "direct"), (width / 2, "shoal")):
+        values = [row["embeddings_per_second"] for row in results[name]]
+        ax.bar([i + offset for i in range(len(batches))], values, width, label=name)
+    for i, row in enumerate(results.get("ratio", [])):
+        top = max(results["direct"][i]["embeddings_per_second"], results["shoal"][i]["embeddings_per_second"])
+        ax.text(i, top * 1.02, f"{row['shoal_over_direct']:.2f}x", ha="center")
+    ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
+    ax.set_ylabel("embeddings / s (median)")
+    ax.set_title(f"{report['model']}: Shoal /v1/embeddings vs llama.cpp direct")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the baseline at batch 1 and 32 and print (and optionally save) the numbers."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--direct-only", action="store_true", help="measure only llama.cpp called directly")
+    parser.add_argument("--plot", type=Path, help="also draw the results (PNG) here")
     args = parser.parse_args(argv)
     if args.rounds < 1 or any(b < 1 for b in args.batches):
         parser.error("--rounds and --batches must be positive")
@@ -210,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {path.name}, load {load_seconds:.2f} s, 1-min load average {report['loadavg_1m']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    if args.plot and "shoal" in results:
+        plot(report, args.plot)
     return 0
 
 

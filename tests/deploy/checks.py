@@ -84,13 +84,18 @@ def catalog_problems(where: str, text: str, upstreams: dict[str, str]) -> tuple[
         for dep in model.deployments:
             if getattr(dep, "api_key_env", None):
                 key_envs.add(dep.api_key_env)
-            url = urlsplit(getattr(dep, "base_url", ""))
-            if url.hostname not in upstreams:
-                problems.append(f"{where}: {model.id} upstream {url.hostname} is no engine of this stack")
-            elif upstreams[url.hostname] != dep.model:
-                problems.append(f"{where}: {url.hostname} serves {upstreams[url.hostname]!r}, not {dep.model!r}")
-            elif url.port != PORT:
-                problems.append(f"{where}: {url.hostname} listens on {PORT}, catalog says {url.port}")
+            discover = getattr(dep, "discover", None)
+            if discover is not None:  # a DNS name every engine answers to (a headless Service)
+                host, port = discover.dns, discover.port
+            else:
+                url = urlsplit(getattr(dep, "base_url", ""))
+                host, port = url.hostname, url.port
+            if host not in upstreams:
+                problems.append(f"{where}: {model.id} upstream {host} is no engine of this stack")
+            elif upstreams[host] != dep.model:
+                problems.append(f"{where}: {host} serves {upstreams[host]!r}, not {dep.model!r}")
+            elif port != PORT:
+                problems.append(f"{where}: {host} listens on {PORT}, catalog says {port}")
     return problems, key_envs
 
 

@@ -99,6 +99,7 @@ def wiring_problems(docs: list[Doc]) -> list[str]:
         model = served_model(sts["spec"]["template"]["spec"]["containers"][0]["args"])
         for i in range(sts["spec"].get("replicas", 1)):
             engines[f"{sts['metadata']['name']}-{i}.{sts['spec']['serviceName']}"] = model
+        engines[sts["spec"]["serviceName"]] = model  # the headless Service: every engine's address
     for svc in by_kind(docs, "Service"):
         if svc["spec"].get("clusterIP") == "None":
             continue

@@ -146,7 +146,7 @@ K8S_BREAKS = {
     "grace shorter than the drain": _k8s("Deployment", 0, _set("spec/template/spec/terminationGracePeriodSeconds",
                                                                20)),
     "discovery service not headless": _k8s("Service", 0, _set("spec/clusterIP", "")),
-    "the catalog names an engine that is not there": _k8s("StatefulSet", 0, _set("spec/replicas", 1)),
+    "the catalog discovers a name no engine has": _k8s("StatefulSet", 0, _set("spec/serviceName", "elsewhere")),
     "port mismatch": _k8s("StatefulSet", 0, _set("spec/template/spec/containers/0/args/4", "9000")),
 }
 
