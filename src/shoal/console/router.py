@@ -139,8 +139,6 @@ async def sign_out(request: Request) -> JSONResponse:
 
 def deployment_state(dep: Deployment) -> dict[str, Any]:
     """A deployment's live health and load."""
-    backend = dep.backend
-    status = getattr(backend, "status", None)
     extra = dep.card.extra
     adm = dep.admission
     return {
@@ -153,7 +151,7 @@ def deployment_state(dep: Deployment) -> dict[str, Any]:
         "slots": adm.slots,
         "max_queue": adm.max_queue,
         "ttft_ms": None if dep.ttft_ewma is None else round(dep.ttft_ewma, 1),
-        "status": status() if callable(status) else None,
+        "status": dep.backend.status(),
     }
 
 

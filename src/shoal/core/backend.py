@@ -84,6 +84,10 @@ class Backend(Protocol):
         """The vectors of ``request`` (a backend listing ``embed`` in :attr:`operations`), then a ``Finish``."""
         ...
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """The exact prompt tokens of ``request`` on this model, or None when it cannot count them."""
+        ...
+
     async def health(self) -> dict[str, Any]:
         """A small status dict (``{"status": "ok", ...}``)."""
         ...
@@ -107,6 +111,10 @@ class BaseBackend:
     def embed(self, request: EmbeddingRequest) -> AsyncIterator[EmbeddingEvent]:
         """Not served here (the router only asks backends listing ``embed``)."""
         raise self.unsupported("embeddings")
+
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """Cannot count: callers fall back to an estimate."""
+        return None
 
     def unsupported(self, operation: str) -> BackendFailure:
         """The failure for an operation this backend does not serve (the router avoids asking)."""

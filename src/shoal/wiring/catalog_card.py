@@ -44,6 +44,10 @@ class CatalogCard(BaseBackend):
         """The inner backend's embedding."""
         return self.inner.embed(request)
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """The inner backend's count."""
+        return await self.inner.count_tokens(request)
+
     async def health(self) -> dict[str, Any]:
         """The inner backend's health."""
         return await self.inner.health()

@@ -44,6 +44,10 @@ class Engine(Protocol):
         """Free the model."""
         ...
 
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """The prompt tokens of ``request`` (None if the engine cannot count)."""
+        ...
+
 
 def rss_bytes() -> int:
     """This process's resident memory (0 where /proc is missing)."""
@@ -189,6 +193,11 @@ class ServerlessBackend(BaseBackend):
     def models(self) -> list[ModelCard]:
         """The catalog card."""
         return [self.card]
+
+    async def count_tokens(self, request: GenerationRequest) -> int | None:
+        """The loaded engine's count; None while unloaded (counting must not load a model)."""
+        engine = self._engine
+        return None if engine is None else await engine.count_tokens(request)
 
     def status(self) -> dict[str, Any]:
         """Mode and live state, for the models listing and metrics."""
