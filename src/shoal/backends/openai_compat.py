@@ -129,9 +129,7 @@ class OpenAICompatBackend(BaseBackend):
         self.capacity = capacity
         self.card = card
         self.config = config
-        key = config.api_key()
-        self.http = UpstreamHTTP(config, who=f"upstream {name}",
-                                 auth_headers={"Authorization": f"Bearer {key}"} if key else {})
+        self.http = UpstreamHTTP.bearer(config, name)
 
     def __repr__(self) -> str:
         return f"OpenAICompatBackend({self.name!r}, {self.config.base_url!r})"

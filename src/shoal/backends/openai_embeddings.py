@@ -24,9 +24,7 @@ class OpenAIEmbeddingsBackend(BaseBackend):
         self.capacity = capacity
         self.card = card
         self.config = config
-        key = config.api_key()
-        self.http = UpstreamHTTP(config, who=f"upstream {name}",
-                                 auth_headers={"Authorization": f"Bearer {key}"} if key else {})
+        self.http = UpstreamHTTP.bearer(config, name)
 
     def models(self) -> list[ModelCard]:
         """The catalog model this deployment serves."""

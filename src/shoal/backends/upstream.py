@@ -116,6 +116,12 @@ class UpstreamHTTP:
         # sock_read, which re-arms an event-loop timer on every packet received.
         self.deadlines = Deadlines()
 
+    @classmethod
+    def bearer(cls, config: UpstreamConfig, name: str) -> UpstreamHTTP:
+        """The client of deployment ``name``, sending the configured key (if any) as a bearer token."""
+        key = config.api_key()
+        return cls(config, who=f"upstream {name}", auth_headers={"Authorization": f"Bearer {key}"} if key else {})
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             t = self.config.timeouts

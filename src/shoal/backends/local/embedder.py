@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shoal.backends.local.params import server_params
 from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
 from shoal.core.embeddings import EMBED, EmbeddingEvent, EmbeddingRequest, Vectors
 from shoal.core.types import Finish, GenerationEvent, GenerationRequest, Usage
@@ -92,25 +92,16 @@ class LocalEmbedder(BaseBackend):
         import xllamacpp
 
         cfg = self.config
-        threads = cfg.threads or max(1, os.cpu_count() or 1)
-        params = xllamacpp.CommonParams()
-        params.model.path = str(cfg.path)
+        params = server_params(cfg.path, cfg.model_id, parallel=cfg.parallel, n_ctx=cfg.max_batch_tokens,
+                               threads=cfg.threads, api_key=self._http_api_key, verbose=cfg.verbose)
         params.embedding = True
         params.pooling_type = getattr(xllamacpp.llama_pooling_type,
                                       f"LLAMA_POOLING_TYPE_{_POOLING_NAMES[cfg.pooling]}")
         params.embd_normalize = 2  # Euclidean: unit vectors, as OpenAI returns them.
-        params.n_parallel = cfg.parallel
         params.kv_unified = True  # see the module docstring: per-slot caches break batched mean pooling
-        params.n_ctx = cfg.max_batch_tokens
         # Encoder models must see a whole input in one micro-batch.
         params.n_batch = params.n_ubatch = cfg.max_batch_tokens
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
-        # No spin-waiting between requests: an idle embedder must not take CPU from its neighbours.
-        params.cpuparams.poll = params.cpuparams_batch.poll = 0
-        params.model_alias = {cfg.model_id}
-        params.api_keys = [self._http_api_key]
-        params.verbosity = 3 if cfg.verbose else 1
+        params.cpuparams_batch.poll = 0  # between requests an idle embedder sleeps
         started = time.perf_counter()
         server = xllamacpp.Server(params)
         probe = _call(server, {"input": ["dimension probe"]})
