@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from shoal.auth.counters import LocalCounters
 from shoal.auth.ratelimit import RateLimiter
-from shoal.core.backend import BackendFailure
+from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
+from shoal.core.embeddings import EMBED, EmbeddingEvent, EmbeddingRequest, Vectors
 from shoal.core.admission import Admission
 from shoal.core.context import RequestContext
 from shoal.core.deployment import Deployment
 from shoal.routing.router import Router
 from shoal.core.pipeline import Pipeline
-from shoal.core.types import Finish, GenerationRequest, Message, SamplingParams, TextDelta, Usage
+from shoal.core.types import Finish, GenerationEvent, GenerationRequest, Message, SamplingParams, TextDelta, Usage
 from shoal.errors import (
     BackendError,
     InvalidRequestError,
@@ -288,3 +291,52 @@ async def test_a_failed_settle_is_retried_then_logged_loudly(db: Database, failu
         errors = [r for r in caplog.records if r.levelname == "ERROR"]
         assert errors and "GAVE UP settling the budget reservation" in errors[0].getMessage()
         assert "key_f" in errors[0].getMessage()
+
+
+class Embedder(BaseBackend):
+    """Answers every ``embed`` with one vector and 5 input tokens."""
+
+    operations = frozenset({EMBED})
+
+    def __init__(self) -> None:
+        self.name, self.capacity = "embedder", 1
+
+    def models(self) -> list[ModelCard]:
+        return [EMBED_CARD]
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        raise self.unsupported("generate")
+
+    async def embed(self, request: EmbeddingRequest) -> AsyncIterator[EmbeddingEvent]:
+        yield Vectors([[1.0]])
+        yield Finish("stop", Usage(input_tokens=5))
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok"}
+
+    async def aclose(self) -> None:
+        return None
+
+
+EMBED_CARD = ModelCard(id="embed-model", owned_by="t", created=0, context_length=4096, capabilities=("embeddings",))
+
+
+async def test_an_embedding_reserves_its_input_only_and_is_metered(db: Database) -> None:
+    usage = UsageStore(db)
+    meter = Meter(usage, PriceTable({"embed-model": PRICE}), RateLimiter(LocalCounters()), LocalLedger(usage.spend))
+    pipeline = Pipeline(Router([Deployment(EMBED_CARD, Embedder(), Admission(1, 0))]), hooks=meter)
+    key = ApiKey(id="key_e", name="e", prefix="p", tpm=100, budget_usd=1.0, budget_period="day")
+    context = ctx(key)
+    operation = EmbeddingRequest(model="embed-model", inputs=("x" * 40,))
+    run_ = await pipeline.start(operation, context)
+    try:
+        events = [ev async for ev in run_]
+    finally:
+        await run_.aclose()
+    assert isinstance(events[0], Vectors)
+    # Not the whole 4,096-token window a generation without max_tokens holds: nothing is written.
+    assert context.headers["x-ratelimit-remaining-tokens"] == str(100 - operation.typical_input_tokens())
+    await meter.aclose()
+    [record] = await usage.records()
+    assert (record.model, record.input_tokens, record.output_tokens) == ("embed-model", 5, 0)
+    assert record.cost_usd == pytest.approx(PRICE.cost(5, 0, 0))

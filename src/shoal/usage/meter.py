@@ -114,12 +114,15 @@ class Meter:
 
         Without ``max_tokens`` that is the rest of the largest context window; capped at the
         limit itself (prompt permitting), so such a request may run, but alone in its minute.
+        An operation that writes nothing (embeddings) reserves its input only.
         """
         prompt = ticket.estimated_input
         requested = request.requested_output_tokens()
         if requested:
             return prompt + requested
         context_length = max((dep.card.context_length for dep in candidates), default=0)
+        if request.max_output_tokens(context_length) == 0:
+            return prompt
         whole = max(context_length, prompt)  # the prompt plus the context left after it
         return max(min(whole, tpm), prompt)
 
