@@ -22,7 +22,7 @@ from shoal.routing.router import Router
 from shoal.storage.db import Database, default_url
 from shoal.storage.responses import ResponseStore
 from shoal.tools.web_search import provider_from_url
-from shoal.wiring.backends import catalog_backends, router_specs
+from shoal.wiring.backends import balance_specs, catalog_backends, router_specs
 from shoal.wiring.tenancy import build_tenancy
 
 BackendFactory = Callable[[Settings], list[Backend]]
@@ -65,7 +65,8 @@ async def build_services(settings: Settings, stack: AsyncExitStack,
     tenancy.serve(deployments)
     metrics = Metrics(lambda: deployments)
     metrics.registry.register(UsageQueue(tenancy.usage))
-    pipeline = Pipeline(Router(deployments, router_specs(settings)), prime_timeout=settings.prime_timeout,
+    router = Router(deployments, router_specs(settings), balance_specs(settings))
+    pipeline = Pipeline(router, prime_timeout=settings.prime_timeout,
                         hooks=tenancy.meter, retries=settings.retries, deadline=settings.first_byte_deadline,
                         observer=metrics)
     responses = ResponsesService(pipeline, store, search=search)
