@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.prefix_routing import report, summarise, switches
+from benchmarks.prefix_routing_report import report, summarise, switches
 
 
 def sample(conv: int, turn: int, dep: str, prompt: int, cached: int, ttft: float = 1.0) -> dict[str, Any]:
