@@ -57,7 +57,23 @@ def test_plain_model_list_still_works(tmp_path: Path) -> None:
     assert settings.models == ("a.gguf", "b.gguf") and settings.catalog is None
 
 
+def test_balance_defaults_to_least_outstanding_and_takes_prefix(tmp_path: Path) -> None:
+    from shoal.wiring.backends import balance_specs
+
+    settings = build_settings(write(tmp_path, GOOD))
+    assert settings.catalog.entry("fast").balance.policy == "least_outstanding"
+    short = build_settings(write(tmp_path, GOOD.replace("    deployments:", "    balance: prefix\n    deployments:")))
+    assert balance_specs(short)["fast"].policy == "prefix"
+    full = build_settings(write(tmp_path, GOOD.replace(
+        "    deployments:", "    balance: {policy: prefix, abs_threshold: 8, rel_threshold: 2}\n    deployments:")))
+    spec = balance_specs(full)["fast"]
+    assert (spec.policy, spec.abs_threshold, spec.rel_threshold) == ("prefix", 8, 2.0)
+
+
 @pytest.mark.parametrize("text, line, problem", [
+    (GOOD.replace("    deployments:", "    balance: round_robin\n    deployments:"), 11, "least_outstanding"),
+    (GOOD.replace("    deployments:", "    balance: {policy: prefix, rel_threshold: 0.5}\n    deployments:"), 11,
+     "greater than or equal to 1"),
     (GOOD.replace("model: claude-x", "model: claude-x\n        max_tokens: 0"), 18, "greater than or equal to 1"),
     (GOOD.replace("base_url: http://127.0.0.1:9/v1", "base_url: ftp://x"), 13, "http://"),
     (GOOD.replace("vision: false", "telepathy: true"), 9, "unknown capability telepathy"),

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shoal.core.backend import ModelCard
 from shoal.backends.local.hub import parse_hub_spec
 from shoal.backends.timeouts import Timeouts as UpstreamTimeouts
+from shoal.routing.affinity import BalanceSpec
 from shoal.routing.router import RouterSpec
 from shoal.routing.strategies import POLICIES
 
@@ -209,6 +210,24 @@ class AnthropicDeployment(_Upstream):
     """Mark the system prompt and the conversation prefix with ``cache_control``."""
 
 
+class Balance(_Strict):
+    """How a model's deployments share its requests: ``least_outstanding`` (default) or ``prefix``.
+
+    ``prefix`` sends a request to the replica that likely holds its prompt prefix in cache (same
+    conversation, ``prompt_cache_key``, or longest matching prompt prefix) unless that replica has more
+    than ``abs_threshold`` requests outstanding beyond the least-loaded one and more than ``rel_threshold``
+    times as many; then the least-loaded one gets it.
+    """
+
+    policy: Literal["least_outstanding", "prefix"] = "least_outstanding"
+    abs_threshold: int = Field(4, ge=0)
+    rel_threshold: float = Field(1.5, ge=1)
+
+    def spec(self) -> BalanceSpec:
+        """The routing form."""
+        return BalanceSpec(policy=self.policy, abs_threshold=self.abs_threshold, rel_threshold=self.rel_threshold)
+
+
 DeploymentSpec = Annotated[Union[LocalDeployment, OpenAIDeployment, AnthropicDeployment],
                            Field(discriminator="type")]
 
@@ -224,6 +243,13 @@ class ModelEntry(_Strict):
     pricing: Pricing = Pricing()
     owned_by: str = "shoal"
     deployments: tuple[DeploymentSpec, ...] = Field(min_length=1)
+    balance: Balance = Balance()
+    """How requests are shared among the deployments (``balance: prefix`` or a mapping with thresholds)."""
+
+    @field_validator("balance", mode="before")
+    @classmethod
+    def _balance_shorthand(cls, value: Any) -> Any:
+        return {"policy": value} if isinstance(value, str) else value
 
     @field_validator("capabilities", mode="before")
     @classmethod

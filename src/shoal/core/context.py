@@ -22,6 +22,10 @@ class RequestContext:
     key: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     """Response headers the request path wants sent (rate-limit state, the serving model)."""
+    response_id: str | None = None
+    """The id of the response this request makes (Responses API), so its follow-ups find its replica."""
+    previous_response_id: str | None = None
+    """The response this request continues (Responses API): routing prefers the replica that served it."""
 
     def may_use(self, model_id: str) -> bool:
         """Whether this caller may use ``model_id``."""

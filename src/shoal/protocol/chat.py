@@ -205,6 +205,9 @@ class ChatCompletionRequest(StopMixin, WireModel):
     parallel_tool_calls: Flag | None = None
     response_format: ChatResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
+    prompt_cache_key: Annotated[str, Field(max_length=1024)] | None = None
+    """Requests with the same key share a prompt prefix: a model that balances by ``prefix`` routes them to the
+    same replica."""
 
     @field_validator("metadata")
     @classmethod

@@ -10,7 +10,7 @@ or whose health probe fails. Replicas join and leave a model's group at run time
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from shoal.core.backend import ModelCard
@@ -18,6 +18,7 @@ from shoal.core.context import RequestContext
 from shoal.core.deployment import Deployment, Plan
 from shoal.core.operation import Operation
 from shoal.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
+from shoal.routing.affinity import Balancer, BalanceSpec
 from shoal.routing.strategies import by_load, lacks_hard_need, order_models, unfit
 
 
@@ -47,15 +48,18 @@ def live_card(deps: Sequence[Deployment]) -> ModelCard:
 
 
 class Router:
-    """Resolves names and plans candidates; holds no state besides the deployments' own.
+    """Resolves names and plans candidates.
 
-    ``expected`` are the cards of models whose deployments may all come later (replicas
-    found at run time): their names are known from the start, so routers may list them.
+    Besides the deployments' own state it holds only the ``balancer``'s affinity indexes (models
+    whose ``balance`` is ``prefix``); the others go by fewest outstanding requests. ``expected`` are
+    the cards of models whose deployments may all come later (replicas found at run time): their
+    names are known from the start, so routers may list them.
     """
 
     def __init__(self, deployments: Sequence[Deployment], routers: Sequence[RouterSpec] = (),
-                 expected: Sequence[ModelCard] = ()) -> None:
+                 balancing: Mapping[str, BalanceSpec] | None = None, expected: Sequence[ModelCard] = ()) -> None:
         self.deployments = list(deployments)
+        self.balancer = Balancer(balancing)
         self.groups: dict[str, list[Deployment]] = {}
         self._names: dict[str, str] = {}
         self._known: dict[str, ModelCard] = {}
@@ -138,7 +142,7 @@ class Router:
         capable: list[Deployment] = []
         reasons: list[str] = []
         for deps in groups:
-            for dep in by_load(deps):
+            for dep in self.balancer.order(deps, request, context):
                 serves = "/".join(sorted(dep.backend.operations))
                 why = unfit(dep.card, request) if dep.serves(request) else f"serves {serves}, not {request.kind}"
                 if why is None:
@@ -147,7 +151,7 @@ class Router:
                     reasons.append(f"{dep.name} {why}")
         if not capable and spec is None:
             # A model named directly: its own backend answers what it cannot do (as without a catalog).
-            capable = [dep for deps in groups for dep in by_load(deps)
+            capable = [dep for deps in groups for dep in self.balancer.order(deps, request, context)
                        if dep.serves(request) and not lacks_hard_need(dep.card, request)]
         if not capable:
             raise InvalidRequestError(f"No deployment of {request.model!r} can serve this request: "
@@ -158,6 +162,7 @@ class Router:
             wait = min(dep.breaker.retry_in() for dep in capable)
             raise OverloadedError(f"Every deployment of {request.model!r} is failing; retry shortly.",
                                   code="upstream_unavailable", headers={"retry-after": str(max(1, round(wait)))})
+        self.balancer.routed(ready[0], request, context)
         return Plan(model=request.model, candidates=ready)
 
     # -- replicas joining and leaving (routing/discovery.py decides which) ---------------------------

@@ -71,3 +71,9 @@ def router_specs(settings: Settings) -> list[Any]:
     """The catalog's routers, in routing form."""
     catalog = settings.catalog
     return [r.spec() for r in catalog.routers] if catalog is not None else []
+
+
+def balance_specs(settings: Settings) -> dict[str, Any]:
+    """Each catalog model's balancing of its deployments (models left out balance by load)."""
+    catalog = settings.catalog
+    return {m.id: m.balance.spec() for m in catalog.models} if catalog is not None else {}

@@ -23,7 +23,7 @@ from shoal.routing.router import Router
 from shoal.storage.db import Database, default_url
 from shoal.storage.responses import ResponseStore
 from shoal.tools.web_search import provider_from_url
-from shoal.wiring.backends import catalog_backends, router_specs
+from shoal.wiring.backends import balance_specs, catalog_backends, router_specs
 from shoal.wiring.discovery import Discovery
 from shoal.wiring.tenancy import build_tenancy
 
@@ -67,7 +67,8 @@ async def build_services(settings: Settings, stack: AsyncExitStack, backend_fact
     if search is not None:
         stack.push_async_callback(search.aclose)
     deployments = build_deployments(settings, backends)
-    router = Router(deployments, router_specs(settings), expected=Discovery.expected_cards(settings.catalog))
+    router = Router(deployments, router_specs(settings), balancing=balance_specs(settings),
+                    expected=Discovery.expected_cards(settings.catalog))
     # Replicated deployments (base_urls, discover) join the router as their replicas come and go.
     discovery = Discovery(settings.catalog, router, max_queue=settings.max_queue, resolver=resolver)
     stack.push_async_callback(discovery.aclose)

@@ -272,3 +272,27 @@ def test_a_whole_response_that_cannot_be_stored_is_a_503() -> None:
         # Not stored, so not requested: store=false is served as usual.
         ok = client.post("/v1/responses", json={"model": MODEL, "input": "hi", "store": False})
         assert ok.status_code == 200 and ok.json()["status"] == "completed"
+
+
+def test_a_follow_up_is_routed_by_its_conversation() -> None:
+    from shoal.routing.affinity import BalanceSpec
+
+    with make_app(ScriptedBackend()) as client:
+        balancer = client.app.state.services.pipeline.router.balancer  # type: ignore[attr-defined]
+        balancer.specs[MODEL] = BalanceSpec("prefix")
+        first = client.post("/v1/responses", json={"model": MODEL, "input": "hi"}).json()
+        index = balancer.indexes[MODEL]
+        assert index.keys.get(("response", None, first["id"])) == "scripted"
+        # The follow-up finds its conversation's replica (the lookup side), then records its own id.
+        seen: list[str | None] = []
+        favoured = index.favoured
+
+        def spy(deps: Any, request: Any, context: Any) -> Any:
+            seen.append(context.previous_response_id)
+            return favoured(deps, request, context)
+
+        index.favoured = spy  # type: ignore[method-assign]
+        second = client.post("/v1/responses", json={"model": MODEL, "input": "more",
+                                                    "previous_response_id": first["id"]}).json()
+        assert seen == [first["id"]]
+        assert index.keys.get(("response", None, second["id"])) == "scripted"

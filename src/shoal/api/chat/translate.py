@@ -125,6 +125,7 @@ def to_generation(body: ChatCompletionRequest) -> GenerationRequest:
         response_format=response_format(body),
         reasoning_effort=body.reasoning_effort,
         stream=bool(body.stream),
+        prompt_cache_key=body.prompt_cache_key,
     )
     check_schema_sizes(_schemas(request))
     return request

@@ -98,6 +98,8 @@ class ResponsesService:
         builder = ResponseBuilder(echo_fields(body, model), logprobs=LOGPROBS_INCLUDE in include,
                                   seal=ENCRYPTED_INCLUDE in include, tools=translation.offered,
                                   max_tool_calls=body.max_tool_calls)
+        # For routing by cache affinity: a follow-up goes where this conversation's prefix is cached.
+        context.response_id, context.previous_response_id = builder.id, body.previous_response_id
         return Turn(body, context, translation, History(stored), stored_input_items(body), builder)
 
     async def _start(self, turn: Turn) -> Generation:

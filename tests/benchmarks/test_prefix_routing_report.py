@@ -1,0 +1,46 @@
+"""The prefix-routing benchmark's bookkeeping: hit ratios, server switches, the report (no servers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.prefix_routing_report import report, summarise, switches
+
+
+def sample(conv: int, turn: int, dep: str, prompt: int, cached: int, ttft: float = 1.0) -> dict[str, Any]:
+    return {"conversation": conv, "turn": turn, "deployment": dep, "prompt_tokens": prompt, "cached_tokens": cached,
+            "completion_tokens": 10, "ttft_s": ttft, "error": None}
+
+
+def phase(policy: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"policy": policy, "wall_s": 10.0, "loadavg_before": (1.0, 1.0, 1.0), "samples": samples}
+
+
+PHASES = [
+    phase("prefix", [sample(0, 0, "a", 100, 0), sample(0, 1, "a", 200, 100), sample(1, 0, "b", 100, 0),
+                     sample(1, 1, "b", 200, 100)]),
+    phase("least_outstanding", [sample(0, 0, "a", 100, 0), sample(0, 1, "b", 200, 50, ttft=2.0),
+                                sample(1, 0, "b", 100, 0), sample(1, 1, "b", 200, 100, ttft=2.0)]),
+]
+
+
+def test_switches_count_turns_that_moved() -> None:
+    assert switches(PHASES[0]["samples"]) == 0
+    assert switches(PHASES[1]["samples"]) == 1
+
+
+def test_summary_and_report(tmp_path: Path) -> None:
+    summary = summarise(PHASES)
+    assert summary["prefix"]["cache_hit_ratio"] == 200 / 600
+    assert summary["least_outstanding"]["cache_hit_ratio"] == 150 / 600
+    assert summary["least_outstanding"]["uncached_tokens_per_request"] == 450 / 4
+    result = {"summary": summary, "phases": PHASES, "machine": "m", "date": "d", "commit": "c",
+              "loadavg_start": [1, 1, 1], "loadavg_end": [1, 1, 1], "elapsed_s": 20.0,
+              "config": {"slots": 8, "ctx": 2048, "threads": 1, "cache_ram_mib": 512, "conversations": 2, "turns": 2,
+                         "system_words": 10, "doc_words": 10, "max_tokens": 8, "abs_threshold": 2,
+                         "start_within_s": 1, "think_s": 1}}
+    report(result, tmp_path / "README.md")
+    text = (tmp_path / "README.md").read_text()
+    assert "**FAIL** — cached-token ratio >= 2x" in text and "**PASS** — lower median TTFT" in text
+    assert "| Turns that moved to the other server | 0 | 1 |" in text
