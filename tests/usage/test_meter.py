@@ -288,3 +288,11 @@ async def test_a_failed_settle_is_retried_then_logged_loudly(db: Database, failu
         errors = [r for r in caplog.records if r.levelname == "ERROR"]
         assert errors and "GAVE UP settling the budget reservation" in errors[0].getMessage()
         assert "key_f" in errors[0].getMessage()
+
+
+async def test_speculative_draft_counts_are_recorded_in_the_usage_row(db: Database) -> None:
+    usage = Usage(100, 20, draft_tokens=30, draft_accepted_tokens=18)
+    pipeline, meter = setup(db, ScriptedBackend(text_script("a", usage=usage)))
+    await run(pipeline, ctx())
+    [rec] = await meter.usage.records()
+    assert (rec.draft_tokens, rec.draft_accepted_tokens) == (30, 18)
