@@ -106,7 +106,7 @@ def speculative_config(spec: Any, cache_dir: Path) -> SpeculativeConfig | None:
         return None
     common = {"min_acceptance": spec.draft_min_acceptance, "max_streams": spec.draft_max_streams}
     if spec.draft == "ngram":
-        return SpeculativeConfig(kind="ngram", draft_max=spec.draft_max or 16, **common)
+        return SpeculativeConfig(kind="ngram", draft_max=spec.draft_max or 48, **common)
     draft_path, _ = resolve_model_path(spec.draft, cache_dir)
     return SpeculativeConfig(kind="draft", draft_path=draft_path, draft_max=spec.draft_max or 8,
                              draft_min=spec.draft_min or 0, **common)
