@@ -357,8 +357,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="few tokens, one round: proves the script works")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--max-tokens-multi", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -393,6 +393,8 @@ def main() -> None:
                               f"({res['tokens']} tokens, drafted {res.get('drafted', '-')}, "
                               f"accepted {res.get('accepted', '-')})", flush=True)
             for workload, prompt in prompts.items():
+                if args.quick and workload == "edit":
+                    continue  # four prefills of the long edit prompt per side: minutes, not a smoke test
                 for side in SIDES:
                     res = concurrent(side, raw, shoal, prompt, args.max_tokens_multi, streams=4)
                     result["multi"].setdefault(workload, {}).setdefault(side, []).append(res)

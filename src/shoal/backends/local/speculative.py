@@ -11,7 +11,7 @@ so at temperature 0 the output is the target model's, drafted or not):
 The pinned xllamacpp compiles out llama.cpp's per-request speculative overrides
 (``speculative.n_max`` and friends in the request body are ignored), so speculation
 cannot be switched off for one request of a speculating server. The engine therefore
-keeps a second, plain server on the same (memory-mapped, so shared) weights, and
+keeps a second, plain server of the same model (its own copy of the repacked weights), and
 :class:`SpeculationGate` picks the server per request: speculating only while few
 streams run and the drafts have been accepted often enough lately.
 """
