@@ -274,15 +274,20 @@ def concurrent(side: str, raw: Raw, shoal: str, prompt: str, max_tokens: int, st
 
 
 def summarize(raw: dict[str, Any]) -> dict[str, Any]:
+    """Medians per side; ratios against raw's median, raw's best sample (the conservative one) and plain."""
     out: dict[str, Any] = {}
     for workload, by_side in raw["single"].items():
-        base = statistics.median(r["decode_tps"] for r in by_side["raw"])
+        raw_tps = [r["decode_tps"] for r in by_side["raw"]]
+        base, best = statistics.median(raw_tps), max(raw_tps)
+        plain = statistics.median(r["decode_tps"] for r in by_side["plain"])
         rows = {}
         for side, runs in by_side.items():
             tps = statistics.median(r["decode_tps"] for r in runs)
             drafted = sum(r.get("drafted", 0) for r in runs)
             accepted = sum(r.get("accepted", 0) for r in runs)
-            rows[side] = {"decode_tps": round(tps, 2), "vs_raw": round(tps / base, 3),
+            rows[side] = {"decode_tps": round(tps, 2), "samples": [round(r["decode_tps"], 2) for r in runs],
+                          "vs_raw": round(tps / base, 3), "vs_raw_best": round(tps / best, 3),
+                          "vs_plain": round(tps / plain, 3),
                           "e2e_tps": round(statistics.median(r["e2e_tps"] for r in runs), 2),
                           "ttft_s": round(statistics.median(r["ttft"] for r in runs), 2),
                           "acceptance": round(accepted / drafted, 3) if drafted else None,
@@ -291,10 +296,12 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         out[workload] = rows
     for workload, by_side in raw["multi"].items():
         base = statistics.median(r["decode_tps_sum"] for r in by_side["raw"])
+        plain = statistics.median(r["decode_tps_sum"] for r in by_side["plain"])
         for side, runs in by_side.items():
             tps = statistics.median(r["decode_tps_sum"] for r in runs)
             out[workload][side]["streams4_tps"] = round(tps, 2)
             out[workload][side]["streams4_vs_raw"] = round(tps / base, 3)
+            out[workload][side]["streams4_vs_plain"] = round(tps / plain, 3)
             out[workload][side]["streams4_e2e_tps"] = round(statistics.median(r["aggregate_tps"] for r in runs), 2)
     return out
 
@@ -306,26 +313,40 @@ def write_report(result: dict[str, Any], out: Path) -> None:
              f"{result['rounds']} rounds, {result['max_tokens']} tokens per answer (4-stream: "
              f"{result['max_tokens_multi']} each). Machine: {result['machine']['cpus']} CPUs, load average "
              f"{result['machine']['loadavg_start']} at start, {result['machine']['loadavg_end']} at the end "
-             "(shared with other jobs: absolute numbers are noisy, ratios less so).", "",
-             "| workload | side | decode tok/s | vs raw | end-to-end tok/s | TTFT s | acceptance | 4-stream decode tok/s "
-             "| 4-stream vs raw | same text as plain |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "(shared with other jobs: absolute numbers are noisy).", "",
+             "Single stream: median decode tokens/s over the rounds (samples in brackets); `vs raw best` divides by "
+             "raw llama.cpp's best sample, the conservative ratio.", "",
+             "| workload | side | decode tok/s (samples) | vs raw median | vs raw best | vs plain | end-to-end tok/s "
+             "| TTFT s | acceptance | same text as plain |", "|---|---|---|---|---|---|---|---|---|---|"]
     for workload, rows in summary.items():
         for side, r in rows.items():
             acc = "-" if r["acceptance"] is None else f"{r['acceptance']:.0%} ({r['accepted']:.0f}/{r['drafted']:.0f})"
             same = "-" if side in ("raw", "plain") else f"{sum(r['same_text_as_plain'])}/{len(r['same_text_as_plain'])}"
-            lines.append(f"| {workload} | {side} | {r['decode_tps']} | {r['vs_raw']}x | {r['e2e_tps']} | {r['ttft_s']} "
-                         f"| {acc} | {r.get('streams4_tps', '-')} | {r.get('streams4_vs_raw', '-')}x | {same} |")
+            lines.append(f"| {workload} | {side} | {r['decode_tps']} ({', '.join(map(str, r['samples']))}) "
+                         f"| {r['vs_raw']}x | {r['vs_raw_best']}x | {r['vs_plain']}x | {r['e2e_tps']} | {r['ttft_s']} "
+                         f"| {acc} | {same} |")
+    lines += ["", "4 streams (the same prompt in each): decode tokens/s summed over the streams, and end to end "
+              "(all tokens / wall time, prefill of the slots included).", "",
+              "| workload | side | 4-stream decode tok/s | vs raw | vs plain | end-to-end tok/s |", "|---|---|---|---|---|---|"]
+    for workload, rows in summary.items():
+        for side, r in rows.items():
+            if "streams4_tps" in r:
+                lines.append(f"| {workload} | {side} | {r['streams4_tps']} | {r['streams4_vs_raw']}x "
+                             f"| {r['streams4_vs_plain']}x | {r['streams4_e2e_tps']} |")
     edit, free = summary.get("edit", {}), summary.get("free", {})
-    lines += ["", "Targets (decode tokens/s, single stream, vs raw llama.cpp):", ""]
+    lines += ["", "Targets (single stream, decode tokens/s against raw llama.cpp's best sample):", ""]
     if "ngram" in edit:
-        best = max(("draft", "ngram"), key=lambda s: edit[s]["vs_raw"])
-        ok = edit[best]["vs_raw"] >= 1.5
-        lines.append(f"- code edit >= 1.5x: best is {best} at {edit[best]['vs_raw']}x: {'MET' if ok else 'NOT MET'}")
+        best = max(("draft", "ngram"), key=lambda s: edit[s]["vs_raw_best"])
+        ok = edit[best]["vs_raw_best"] >= 1.5
+        lines.append(f"- code edit >= 1.5x: best is {best} at {edit[best]['vs_raw_best']}x "
+                     f"({edit[best]['vs_plain']}x Shoal plain): {'MET' if ok else 'NOT MET'}")
     for side in ("draft", "ngram"):
         if side in free:
-            ok = free[side]["vs_raw"] >= 0.95
-            lines.append(f"- free generation within 5% ({side}): {free[side]['vs_raw']}x: {'MET' if ok else 'NOT MET'}")
-    lines += ["", "Rerun: `python benchmarks/speculative.py` (smoke: `--quick`). Raw samples: results.json.", ""]
+            ok = free[side]["vs_raw_best"] >= 0.95
+            lines.append(f"- free generation no more than 5% slower ({side}): {free[side]['vs_raw_best']}x "
+                         f"({free[side]['vs_plain']}x Shoal plain): {'MET' if ok else 'NOT MET'}")
+    lines += ["", "Rerun: `python benchmarks/speculative.py` (smoke: `--quick`; `--report-only` redoes this page from "
+              "results.json). Raw samples: results.json.", ""]
     (out / "README.md").write_text("\n".join(lines))
 
 
@@ -338,7 +359,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
     summary = result["summary"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (key, title) in zip(axes, (("decode_tps", "1 stream: decode tokens/s"),
-                                      ("streams4_tps", "4 streams: aggregate tokens/s"))):
+                                      ("streams4_tps", "4 streams: decode tokens/s, summed"))):
         workloads = list(summary)
         width = 0.2
         for i, side in enumerate(SIDES):
@@ -361,9 +382,18 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--max-tokens-multi", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--report-only", action="store_true", help="redo the summary, page and plot from results.json")
     args = parser.parse_args()
     if args.raw_worker:
         raw_worker()
+        return
+    if args.report_only:
+        result = json.loads((args.out / "results.json").read_text())
+        result["summary"] = summarize(result)
+        (args.out / "results.json").write_text(json.dumps(result, indent=1))
+        write_report(result, args.out)
+        plot(result, args.out)
+        print((args.out / "README.md").read_text())
         return
     if args.quick:
         args.rounds, args.max_tokens, args.max_tokens_multi = 1, 16, 8
