@@ -81,6 +81,17 @@ class LocalDeployment(_Strict):
     """At most this many requests in flight (capped by the engine's parallel slots)."""
     pooling: Literal["mean", "cls", "last"] | None = None
     """An embedding model's pooling in llama.cpp (default: the packaged model's, else ``mean``)."""
+    draft: str | None = None
+    """Speculative decoding: a draft model (packaged name or path, sharing the model's tokenizer), or
+    ``ngram`` for prompt lookup (no second model). Unset: no speculation."""
+    draft_max: int | None = Field(None, ge=1, le=64)
+    """Most tokens drafted per step (default 8 for a draft model, 48 for ngram)."""
+    draft_min: int | None = Field(None, ge=0, le=64)
+    """A draft model's fewest tokens worth verifying (default 0)."""
+    draft_min_acceptance: float = Field(0.3, ge=0.0, le=1.0)
+    """Speculation turns itself off while the recent acceptance rate (accepted / drafted) is below this."""
+    draft_max_streams: int = Field(1, ge=1)
+    """Speculate only while at most this many requests run on the deployment (batches gain little)."""
 
     @field_validator("capabilities")
     @classmethod
@@ -107,6 +118,13 @@ class LocalDeployment(_Strict):
             raise ValueError("reserved_for is for dedicated deployments (mode: dedicated)")
         if self.mode == "dedicated" and "idle_unload_seconds" in self.model_fields_set:
             raise ValueError("idle_unload_seconds is for serverless deployments (mode: serverless)")
+        drafting = {"draft_max", "draft_min", "draft_min_acceptance", "draft_max_streams"} & self.model_fields_set
+        if drafting and not self.draft:
+            raise ValueError(f"{', '.join(sorted(drafting))} need draft (a draft model, or ngram)")
+        if self.draft_min is not None and self.draft_max is not None and self.draft_min > self.draft_max:
+            raise ValueError("draft_min must not exceed draft_max")
+        if self.draft_min is not None and self.draft == "ngram":
+            raise ValueError("draft_min is for a draft model (n-gram lookup drafts whatever it finds)")
         return self
 
     @property

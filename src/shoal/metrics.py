@@ -1,7 +1,8 @@
 """Prometheus metrics, per model and deployment, in one registry per app (no module globals).
 
 Counted when a generation ends (``PipelineObserver.closed``): requests by status,
-tokens (input / output / cached), time to first token and latency histograms;
+tokens (input / output / cached; drafted / accepted by speculative decoding), time to
+first token and latency histograms;
 when a deployment fails before its first byte: upstream errors. Queue depth and
 running requests are read from the admission queues at scrape time.
 """
@@ -99,7 +100,8 @@ class _Histogram:
 class _Series:
     """One deployment's counts as plain numbers, turned into metric families only when scraped."""
 
-    __slots__ = ("requests", "input_tokens", "output_tokens", "cached_tokens", "ttft", "latency", "errors")
+    __slots__ = ("requests", "input_tokens", "output_tokens", "cached_tokens", "ttft", "latency", "errors",
+                 "drafted", "draft_accepted")
 
     def __init__(self) -> None:
         self.requests: dict[str, int] = {}
@@ -107,6 +109,7 @@ class _Series:
         self.ttft = _Histogram()
         self.latency = _Histogram()
         self.errors: dict[str, int] = {}
+        self.drafted = self.draft_accepted = 0
 
 
 class Metrics(Collector):
@@ -145,6 +148,8 @@ class Metrics(Collector):
         series.input_tokens += usage.input_tokens
         series.output_tokens += usage.output_tokens
         series.cached_tokens += usage.cached_tokens
+        series.drafted += usage.draft_tokens
+        series.draft_accepted += usage.draft_accepted_tokens
         if stats.ttft_ms is not None:
             series.ttft.observe(stats.ttft_ms / 1000)
         if stats.finished is not None:
@@ -165,6 +170,9 @@ class Metrics(Collector):
         latency = HistogramMetricFamily("shoal_request_latency_seconds", "Generation latency", labels=LABELS)
         errors = CounterMetricFamily("shoal_upstream_errors", "Deployment failures before the first byte",
                                      labels=(*LABELS, "code"))
+        drafts = CounterMetricFamily("shoal_speculative_tokens", "Speculative decoding: tokens drafted, and of "
+                                     "those accepted (acceptance rate = accepted / drafted)",
+                                     labels=(*LABELS, "outcome"))
         for (model, name), series in self._series.items():
             labels = [model, name]
             for status, count in series.requests.items():
@@ -180,7 +188,10 @@ class Metrics(Collector):
                 latency.add_metric(labels, series.latency.buckets(), series.latency.total)
             for code, count in series.errors.items():
                 errors.add_metric([*labels, code], count)
-        yield from (requests, tokens, hits, ttft, latency, errors)
+            if series.drafted:
+                drafts.add_metric([*labels, "drafted"], series.drafted)
+                drafts.add_metric([*labels, "accepted"], series.draft_accepted)
+        yield from (requests, tokens, hits, ttft, latency, errors, drafts)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

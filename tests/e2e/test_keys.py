@@ -295,7 +295,7 @@ def test_old_schema_is_refused_until_db_upgrade(server_factory: ServerFactory) -
     assert proc.returncode != 0
     assert "revision 0001" in proc.stderr and "shoal db upgrade" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "revision 0003" in cli(srv, "db", "upgrade").stdout
+    assert "revision 0004" in cli(srv, "db", "upgrade").stdout
     srv.start()
     assert srv.running
 

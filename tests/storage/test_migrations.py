@@ -41,10 +41,10 @@ async def test_old_schema_is_refused_then_upgraded(engine: str, tmp_path: Path,
     await at_revision(url, "0001")
     db = Database(url)
     try:
-        assert await db.revisions() == ("0001", "0003")
+        assert await db.revisions() == ("0001", "0004")
         with pytest.raises(SchemaError, match="shoal db upgrade"):
             await db.prepare()
-        assert await db.upgrade() == "0003"
+        assert await db.upgrade() == "0004"
         await db.prepare()
         assert {"responses", "api_keys", "usage"} <= await tables(db)
     finally:
@@ -61,12 +61,12 @@ def test_db_upgrade_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["keys", "list", "--database-url", url]) == 1
     assert "shoal db upgrade" in capsys.readouterr().err
     assert main(["db", "upgrade", "--database-url", url]) == 0
-    assert "revision 0003 (was 0001" in capsys.readouterr().out
+    assert "revision 0004 (was 0001" in capsys.readouterr().out
     assert main(["keys", "list", "--database-url", url]) == 0
 
 
 async def test_the_migrated_schema_matches_the_tables(database: Database) -> None:
-    """0003's leases and usage uids (and everything before) are what tables.py declares."""
+    """0004's draft counts, 0003's leases and usage uids (and everything before) are what tables.py declares."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 

@@ -340,3 +340,11 @@ async def test_an_embedding_reserves_its_input_only_and_is_metered(db: Database)
     [record] = await usage.records()
     assert (record.model, record.input_tokens, record.output_tokens) == ("embed-model", 5, 0)
     assert record.cost_usd == pytest.approx(PRICE.cost(5, 0, 0))
+
+
+async def test_speculative_draft_counts_are_recorded_in_the_usage_row(db: Database) -> None:
+    usage = Usage(100, 20, draft_tokens=30, draft_accepted_tokens=18)
+    pipeline, meter = setup(db, ScriptedBackend(text_script("a", usage=usage)))
+    await run(pipeline, ctx())
+    [rec] = await meter.usage.records()
+    assert (rec.draft_tokens, rec.draft_accepted_tokens) == (30, 18)

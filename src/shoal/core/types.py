@@ -286,6 +286,10 @@ class Usage:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     tool_output_tokens: int = 0
+    draft_tokens: int = 0
+    """Speculative decoding: tokens a draft (model or n-gram lookup) proposed."""
+    draft_accepted_tokens: int = 0
+    """Speculative decoding: drafted tokens the model accepted."""
 
     @property
     def total_tokens(self) -> int:

@@ -78,6 +78,10 @@ class UsageRow(Base):
     cost_usd: Mapped[float] = mapped_column(Float, nullable=False)
     uid: Mapped[str | None] = mapped_column(String(32))
     """Random id given by the writer: a retried insert skips the rows that did land (NULL before 0003)."""
+    draft_tokens: Mapped[int | None] = mapped_column(Integer)
+    """Speculative decoding: tokens drafted (NULL before 0004)."""
+    draft_accepted_tokens: Mapped[int | None] = mapped_column(Integer)
+    """Speculative decoding: drafted tokens accepted (NULL before 0004)."""
 
     __table_args__ = (Index("ix_usage_key_ts", "key_id", "ts"), Index("ix_usage_ts", "ts"),
                       Index("uq_usage_uid", "uid", unique=True))

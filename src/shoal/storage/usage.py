@@ -48,6 +48,10 @@ class UsageRecord:
     ttft_ms: float | None = None
     latency_ms: float = 0.0
     cost_usd: float = 0.0
+    draft_tokens: int = 0
+    """Speculative decoding: tokens drafted (by a draft model or n-gram lookup) for this generation."""
+    draft_accepted_tokens: int = 0
+    """Speculative decoding: drafted tokens the model accepted."""
     ts: float = field(default_factory=time.time)
     uid: str = field(default_factory=lambda: f"{getrandbits(128):032x}")
     """Makes a retried insert idempotent. 128 random bits: no two rows will ever share one."""
@@ -245,6 +249,7 @@ class UsageStore:
             key_id=r.key_id, model=r.model, deployment=r.deployment, endpoint=r.endpoint, status=r.status,
             input_tokens=r.input_tokens, cached_tokens=r.cached_tokens, output_tokens=r.output_tokens,
             reasoning_tokens=r.reasoning_tokens, ttft_ms=r.ttft_ms, latency_ms=r.latency_ms, cost_usd=r.cost_usd,
+            draft_tokens=r.draft_tokens or 0, draft_accepted_tokens=r.draft_accepted_tokens or 0,
             ts=r.ts, **({"uid": r.uid} if r.uid is not None else {})) for r in rows]
 
     async def summary(self, by: GroupBy, since: float | None = None, until: float | None = None,

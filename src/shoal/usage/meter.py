@@ -174,6 +174,7 @@ class Meter:
             reasoning_tokens=usage.reasoning_tokens,
             ttft_ms=None if stats.first_token is None else round((stats.first_token - ticket.started) * 1000, 3),
             latency_ms=round((finished - ticket.started) * 1000, 3), cost_usd=cost,
+            draft_tokens=usage.draft_tokens, draft_accepted_tokens=usage.draft_accepted_tokens,
         )
         try:
             self.usage.queue(record)

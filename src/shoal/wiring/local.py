@@ -12,6 +12,7 @@ from shoal.backends.local.engine import LocalBackend, LocalModelConfig
 from shoal.backends.local.hub import resolve_hub_file
 from shoal.backends.local.packaged import default_cache_dir, resolve_model_path
 from shoal.backends.local.serverless import MIB, MemoryPool, ServerlessBackend
+from shoal.backends.local.speculative import SpeculativeConfig
 from shoal.config import Settings
 from shoal.core.backend import Backend
 from shoal.wiring.catalog_card import CatalogCard
@@ -75,12 +76,13 @@ def catalog_local(settings: Settings, entry: Any, spec: Any, index: int, pool: M
     cache_dir = settings.model_cache or default_cache_dir()
     path = resolve_hub_file(spec.hf) if spec.hf else resolve_model_path(spec.source, cache_dir)[0]
     ctx = min(spec.ctx_per_slot or settings.ctx_per_slot, entry.context_length)
+    speculative = speculative_config(spec, cache_dir)
     config = LocalModelConfig(
         model_id=entry.id, path=path, parallel=spec.parallel or settings.parallel, ctx_per_slot=ctx,
         threads=spec.threads or settings.threads, aliases=entry.aliases, description=entry.description,
-        verbose=settings.log_level == "debug")
+        verbose=settings.log_level == "debug", speculative=speculative)
     name = spec.name or f"{entry.id}/local-{index}"
-    size = spec.memory_mb * MIB if spec.memory_mb else path.stat().st_size
+    size = spec.memory_mb * MIB if spec.memory_mb else estimated_size(path, speculative)
     # Text-only here (no multimodal projector): a local deployment never takes images, whatever the model says.
     caps = spec.capabilities if spec.capabilities is not None else entry.capabilities
     card = entry.card(tuple(c for c in caps if c != "vision"), {"engine": "llama.cpp", "file": path.name})
@@ -97,3 +99,27 @@ def catalog_local(settings: Settings, entry: Any, spec: Any, index: int, pool: M
         log.info("loaded %s (%s) in %.1f s (dedicated)", entry.id, path.name, seconds)
     return CatalogCard(backend, card, name, reserved_for=spec.reserved_for, max_concurrency=spec.max_concurrency,
                        mode=spec.mode)
+
+
+def speculative_config(spec: Any, cache_dir: Path) -> SpeculativeConfig | None:
+    """A local deployment's ``draft`` settings as engine config (its draft model resolved); None without."""
+    if not spec.draft:
+        return None
+    common = {"min_acceptance": spec.draft_min_acceptance, "max_streams": spec.draft_max_streams}
+    if spec.draft == "ngram":
+        return SpeculativeConfig(kind="ngram", draft_max=spec.draft_max or 48, **common)
+    draft_path, _ = resolve_model_path(spec.draft, cache_dir)
+    return SpeculativeConfig(kind="draft", draft_path=draft_path, draft_max=spec.draft_max or 8,
+                             draft_min=spec.draft_min or 0, **common)
+
+
+def estimated_size(path: Path, speculative: SpeculativeConfig | None) -> int:
+    """Bytes a local model takes: its file; speculating, a second copy (the plain server) and the draft model.
+
+    llama.cpp repacks quantized weights for the CPU into memory of its own, so the two
+    servers of a speculating deployment do not share them.
+    """
+    size = path.stat().st_size
+    if speculative is None:
+        return size
+    return 2 * size + (speculative.draft_path.stat().st_size if speculative.draft_path else 0)

@@ -15,15 +15,16 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from shoal.backends.local.body import to_llama_body
 from shoal.backends.local.params import server_params
+from shoal.backends.local.speculative import SpeculationGate, SpeculativeConfig, apply_speculative, draft_counts
 from shoal.backends.openai_wire.chunks import ChunkTranslator
 from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
-from shoal.core.types import GenerationEvent, GenerationRequest
+from shoal.core.types import Finish, GenerationEvent, GenerationRequest
 
 log = logging.getLogger("shoal.local")
 
@@ -43,6 +44,8 @@ class LocalModelConfig:
     description: str = ""
     verbose: bool = False
     """Let llama.cpp print its own (very chatty) logs; otherwise only its errors."""
+    speculative: SpeculativeConfig | None = None
+    """Speculative decoding (a draft model or n-gram lookup); None: plain decoding."""
 
 
 class LocalBackend(BaseBackend):
@@ -53,7 +56,12 @@ class LocalBackend(BaseBackend):
         self.name = f"local:{config.model_id}"
         self.capacity = config.parallel
         self._server: Any = None
-        self._executor = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="llama")
+        self._spec_server: Any = None
+        self.gate = SpeculationGate(config.speculative) if config.speculative else None
+        self._running = 0
+        self._spec_running = 0
+        spec_slots = config.speculative.max_streams if config.speculative else 0
+        self._executor = ThreadPoolExecutor(max_workers=config.parallel + spec_slots, thread_name_prefix="llama")
         self._created = int(time.time())
         self._load_seconds: float | None = None
         # llama.cpp's own HTTP port would otherwise bypass Shoal's keys and limits.
@@ -64,14 +72,25 @@ class LocalBackend(BaseBackend):
         import xllamacpp
 
         cfg = self.config
-        params = server_params(cfg.path, cfg.model_id, parallel=cfg.parallel, n_ctx=cfg.ctx_per_slot * cfg.parallel,
+        started = time.perf_counter()
+        self._server = xllamacpp.Server(self._params(cfg.parallel))
+        if cfg.speculative is not None:
+            # A second server (the binding cannot switch drafting off per request): requests that
+            # should not speculate go to the plain one. It costs a second copy of the weights, which
+            # llama.cpp repacks for the CPU into memory of its own (measured: ~0.8 GB for the 1.5B).
+            params = self._params(cfg.speculative.max_streams)
+            apply_speculative(params, cfg.speculative, params.cpuparams.n_threads)
+            self._spec_server = xllamacpp.Server(params)
+        self._load_seconds = time.perf_counter() - started
+        return self._load_seconds
+
+    def _params(self, slots: int) -> Any:
+        cfg = self.config
+        params = server_params(cfg.path, cfg.model_id, parallel=slots, n_ctx=cfg.ctx_per_slot * slots,
                                threads=cfg.threads, api_key=self.http_api_key, verbose=cfg.verbose)
         params.use_jinja = True
         params.cache_prompt = True
-        started = time.perf_counter()
-        self._server = xllamacpp.Server(params)
-        self._load_seconds = time.perf_counter() - started
-        return self._load_seconds
+        return params
 
     @property
     def listening_address(self) -> str:
@@ -102,6 +121,9 @@ class LocalBackend(BaseBackend):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
         body = to_llama_body(request)
+        speculating = self._speculates()
+        server = self._spec_server if speculating else self._server
+        timings: dict[str, Any] = {}
 
         def on_chunk(chunk: Any) -> bool:
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
@@ -110,7 +132,7 @@ class LocalBackend(BaseBackend):
 
         def run() -> None:
             try:
-                result = self._server.handle_chat_completions(body, on_chunk)
+                result = server.handle_chat_completions(body, on_chunk)
                 if isinstance(result, dict) and "error" in result:
                     loop.call_soon_threadsafe(queue.put_nowait, result)
             except BaseException as exc:  # noqa: BLE001 - every failure must reach the client
@@ -120,6 +142,8 @@ class LocalBackend(BaseBackend):
 
         worker = loop.run_in_executor(self._executor, run)
         translator = ChunkTranslator(request)
+        self._running += 1
+        self._spec_running += speculating
         try:
             while True:
                 item = await queue.get()
@@ -130,15 +154,32 @@ class LocalBackend(BaseBackend):
                     raise _failure(str(item), "invalid_request_error" if isinstance(item, ValueError) else "")
                 if "error" in item:
                     raise _failure(_error_message(item["error"]), _error_type(item["error"]))
+                if "timings" in item:
+                    timings = item["timings"]
                 for event in translator.feed(item):
                     yield event
+            drafted, accepted = draft_counts(timings)
+            if speculating and self.gate is not None:
+                self.gate.record(drafted, accepted)
             for event in translator.close():
+                if isinstance(event, Finish) and drafted:
+                    event = replace(event, usage=replace(event.usage, draft_tokens=drafted,
+                                                         draft_accepted_tokens=accepted))
                 yield event
         finally:
+            self._running -= 1
+            self._spec_running -= speculating
             stop.set()
             if not worker.done():
                 # The worker notices ``stop`` at its next token; don't block the loop on it.
                 worker.add_done_callback(lambda f: f.exception())
+
+    def _speculates(self) -> bool:
+        """Whether the next request goes to the speculating server (free slot, gate open)."""
+        spec = self.config.speculative
+        if self._spec_server is None or self.gate is None or spec is None:
+            return False
+        return self._spec_running < spec.max_streams and self.gate.choose(self._running)
 
     async def count_tokens(self, request: GenerationRequest) -> int:
         """The prompt tokens of ``request`` as this model sees it: its chat template applied, then tokenized.
@@ -163,12 +204,17 @@ class LocalBackend(BaseBackend):
 
     async def health(self) -> dict[str, Any]:
         """``ok`` once loaded."""
-        return {"status": "ok" if self._server is not None else "loading", "load_seconds": self._load_seconds}
+        health: dict[str, Any] = {"status": "ok" if self._server is not None else "loading",
+                                  "load_seconds": self._load_seconds}
+        if self.gate is not None:
+            health["speculative"] = self.gate.snapshot()
+        return health
 
     async def aclose(self) -> None:
         """Free the model and the worker threads."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._server = None
+        self._spec_server = None
 
 
 def _error_message(error: Any) -> str:
