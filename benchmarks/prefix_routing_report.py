@@ -50,6 +50,13 @@ def round_line(pair: list[dict[str, Any]]) -> str:
     return " vs ".join(parts)
 
 
+def hit_by_turn(samples: list[dict[str, Any]]) -> list[float]:
+    """Cached / prompt tokens of each turn (index 0 is every conversation's first turn)."""
+    turns = max((s["turn"] for s in samples), default=-1) + 1
+    return [sum(s["cached_tokens"] for s in samples if s["turn"] == t)
+            / max(1, sum(s["prompt_tokens"] for s in samples if s["turn"] == t)) for t in range(turns)]
+
+
 def summarise(phases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for policy in POLICIES:
@@ -78,6 +85,7 @@ def summarise(phases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "uncached_tokens_per_request": sum(s["prompt_tokens"] - s["cached_tokens"] for s in samples)
             / max(1, len(samples)),
             "ttfts_ms": ttfts,
+            "hit_by_turn": hit_by_turn(samples),
         }
     return out
 
@@ -88,7 +96,7 @@ def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     names = list(POLICIES)
     colors = ["#2a7ab0", "#c0504d"]
     axes[0].bar(names, [summary[n]["cache_hit_ratio"] * 100 for n in names], color=colors)
@@ -100,6 +108,12 @@ def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
     axes[1].legend()
     axes[2].bar(names, [summary[n]["throughput_tok_s"] for n in names], color=colors)
     axes[2].set_title("throughput (completion tok/s)")
+    for n, c in zip(names, colors):
+        hits = summary[n]["hit_by_turn"]
+        axes[3].plot(range(1, len(hits) + 1), [h * 100 for h in hits], marker="o", label=n, color=c)
+    axes[3].set_title("cached / prompt tokens by turn (%)")
+    axes[3].set_xlabel("turn")
+    axes[3].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -156,6 +170,13 @@ def reading(result: dict[str, Any], ratio: float) -> list[str]:
            "shared system prompt (and whatever of its own history it left there on an earlier visit) cached. "
            f"Prompt tokens computed (not cached) per request: {p['uncached_tokens_per_request']:.0f} vs "
            f"{lo['uncached_tokens_per_request']:.0f}."]
+    spread = p["spread"]
+    top = max(spread, key=spread.__getitem__) if spread else None
+    if top and spread[top] > 1.5 * p["requests"] / max(1, cfg.get("servers", 2)):
+        out.append(f"- Under `prefix`, {spread[top]} of {p['requests']} requests went to {top}: a new conversation's "
+                   "first turn matches the shared system prompt on the server that served it first, so conversations "
+                   f"gather there until it has more than abs_threshold ({cfg['abs_threshold']}) requests outstanding "
+                   "beyond the least-loaded server.")
     if ratio < 2:
         need = 2 * lo["cache_hit_ratio"]
         out.append(f"- 2x least outstanding's {lo['cache_hit_ratio']:.1%} would take {need:.1%} of prompt tokens "
@@ -184,6 +205,8 @@ def report(result: dict[str, Any], path: Path) -> None:
     ]
     rows = [("Cache hit ratio (cached / prompt tokens)", f"{p['cache_hit_ratio']:.1%}", f"{lo['cache_hit_ratio']:.1%}"),
             ("… turns 2+ only", f"{p['cache_hit_ratio_later_turns']:.1%}", f"{lo['cache_hit_ratio_later_turns']:.1%}"),
+            ("… by turn", " / ".join(f"{h:.0%}" for h in p["hit_by_turn"]),
+             " / ".join(f"{h:.0%}" for h in lo["hit_by_turn"])),
             ("TTFT p50 (ms)", f"{p['ttft_p50_ms']:.0f}", f"{lo['ttft_p50_ms']:.0f}"),
             ("TTFT p90 (ms)", f"{p['ttft_p90_ms']:.0f}", f"{lo['ttft_p90_ms']:.0f}"),
             ("Throughput (completion tok/s)", f"{p['throughput_tok_s']:.1f}", f"{lo['throughput_tok_s']:.1f}"),

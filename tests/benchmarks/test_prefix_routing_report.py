@@ -44,6 +44,7 @@ def test_summary_and_report(tmp_path: Path) -> None:
     assert summary["prefix"]["cache_hit_ratio"] == 200 / 600
     assert summary["least_outstanding"]["cache_hit_ratio"] == 150 / 600
     assert summary["least_outstanding"]["uncached_tokens_per_request"] == 450 / 4
+    assert summary["least_outstanding"]["hit_by_turn"] == [0.0, 150 / 400]
     report(result_of(PHASES), tmp_path / "README.md")
     text = (tmp_path / "README.md").read_text()
     assert "**FAIL** — cached-token ratio >= 2x" in text and "**PASS** — lower median TTFT" in text
@@ -52,6 +53,8 @@ def test_summary_and_report(tmp_path: Path) -> None:
     # 2 x 25% is 50%: reachable, so the report must not call the target impossible.
     assert "would take 50.0% of prompt tokens cached;" in text and "cannot meet" not in text
     assert "## Earlier runs" not in text
+    assert "| … by turn | 0% / 50% | 0% / 38% |" in text
+    assert "requests went to" not in text  # 2 and 2: no server took more than its share
 
 
 def test_report_passes_2x_and_lists_earlier_runs(tmp_path: Path) -> None:
@@ -62,6 +65,7 @@ def test_report_passes_2x_and_lists_earlier_runs(tmp_path: Path) -> None:
     text = (tmp_path / "README.md").read_text()
     assert "**PASS** — cached-token ratio >= 2x least-outstanding: 3.00x (50.0% vs 16.7%)" in text
     assert "would take" not in text
+    assert "2 of 2 requests went to a:" in text
     earlier = text.split("## Earlier runs")[1]
     assert "`run2-2servers-400word-system.json` (2026-12-06T04:00, 2 servers" in earlier
     assert "cache hit 33.3% vs 25.0% (1.33x)" in earlier and "most of every prompt" in earlier
