@@ -19,13 +19,34 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def switches(samples: list[dict[str, Any]]) -> int:
-    """How many times a conversation's next turn went to another server than its previous turn."""
+def follow_ups(samples: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each follow-up turn with the turn before it in its conversation: (previous, follow-up)."""
     by: dict[int, list[dict[str, Any]]] = {}
     for sample in samples:
         by.setdefault(sample["conversation"], []).append(sample)
     turns = [sorted(ss, key=lambda x: x["turn"]) for ss in by.values()]
-    return sum(a["deployment"] != b["deployment"] for ss in turns for a, b in zip(ss, ss[1:]))
+    return [(a, b) for ss in turns for a, b in zip(ss, ss[1:])]
+
+
+def switches(samples: list[dict[str, Any]]) -> int:
+    """How many times a conversation's next turn went to another server than its previous turn."""
+    return sum(a["deployment"] != b["deployment"] for a, b in follow_ups(samples))
+
+
+def moved_vs_stayed(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Follow-ups' cache hit when they stayed on their server vs. moved, and the new text each brings.
+
+    ``new_tokens`` is a follow-up's prompt minus the previous prompt and answer: the turn's own text,
+    which no policy can have cached.
+    """
+    pairs = [pair for ph in phases for pair in follow_ups(ph["samples"])]
+    out: dict[str, Any] = {"new_tokens": statistics.mean(b["prompt_tokens"] - a["prompt_tokens"]
+                                                         - a["completion_tokens"] for a, b in pairs) if pairs else 0}
+    for name, moved in (("stayed", False), ("moved", True)):
+        mine = [b for a, b in pairs if (a["deployment"] != b["deployment"]) == moved]
+        out[name] = len(mine)
+        out[f"{name}_hit"] = sum(b["cached_tokens"] for b in mine) / max(1, sum(b["prompt_tokens"] for b in mine))
+    return out
 
 
 def phase_line(index: int, ph: dict[str, Any]) -> str:
@@ -164,12 +185,14 @@ def reading(result: dict[str, Any], ratio: float) -> list[str]:
     """What the numbers say, worded from the numbers (so a rerun cannot keep a stale claim)."""
     s, cfg = result["summary"], result["config"]
     p, lo = s["prefix"], s["least_outstanding"]
-    follow_ups = lo["requests"] - lo["requests"] // max(1, cfg["turns"])
+    m = moved_vs_stayed([ph for ph in result["phases"] if ph["policy"] == "least_outstanding"])
     out = [f"- Follow-up turns that changed servers: {p['server_switches']} under `prefix`, "
-           f"{lo['server_switches']} of {follow_ups} under least outstanding. A turn that moves finds at most the "
-           "shared system prompt (and whatever of its own history it left there on an earlier visit) cached. "
-           f"Prompt tokens computed (not cached) per request: {p['uncached_tokens_per_request']:.0f} vs "
-           f"{lo['uncached_tokens_per_request']:.0f}."]
+           f"{lo['server_switches']} of {m['stayed'] + m['moved']} under least outstanding. A turn that moves finds "
+           "at most the shared system prompt (and whatever of its own history it left there on an earlier visit) "
+           f"cached: under least outstanding, follow-ups that moved had {m['moved_hit']:.0%} of their prompt "
+           f"cached, those that stayed {m['stayed_hit']:.0%}. Prompt tokens computed (not cached) per request: "
+           f"{p['uncached_tokens_per_request']:.0f} vs {lo['uncached_tokens_per_request']:.0f}; each follow-up "
+           f"brings ~{m['new_tokens']:.0f} tokens of new text that no policy can have cached."]
     spread = p["spread"]
     top = max(spread, key=spread.__getitem__) if spread else None
     if top and spread[top] > 1.5 * p["requests"] / max(1, cfg.get("servers", 2)):
@@ -177,13 +200,21 @@ def reading(result: dict[str, Any], ratio: float) -> list[str]:
                    "first turn matches the shared system prompt on the server that served it first, so conversations "
                    f"gather there until it has more than abs_threshold ({cfg['abs_threshold']}) requests outstanding "
                    "beyond the least-loaded server.")
+    gap = abs(p["ttft_p50_ms"] - lo["ttft_p50_ms"]) / max(1e-9, lo["ttft_p50_ms"])
+    if gap < 0.05:
+        out.append(f"- The median TTFTs differ by {gap:.1%}, well within the noise of this shared machine (see the "
+                   f"rounds below); compare the p90 as well ({p['ttft_p90_ms']:.0f} vs {lo['ttft_p90_ms']:.0f} "
+                   "ms).")
     if ratio < 2:
         need = 2 * lo["cache_hit_ratio"]
         out.append(f"- 2x least outstanding's {lo['cache_hit_ratio']:.1%} would take {need:.1%} of prompt tokens "
                    + ("cached, over 100%: this workload cannot meet that target." if need > 1 else
                       "cached; turn 1 of every conversation can reuse at most the system prompt, which caps the "
                       "ratio below 100%.")
-                   + " The prompt tokens *computed* per request (above) measure what affinity saves more directly.")
+                   + " Least outstanding caches that much because most follow-ups stay on their server anyway "
+                   f"({m['stayed']} of {m['stayed'] + m['moved']}) and llama.cpp reuses the shared system prompt on "
+                   "any server. The prompt tokens *computed* per request (above) measure what affinity saves more "
+                   "directly.")
     out.append("- TTFT here is dominated by CPU contention (the llama.cpp servers, Shoal, the client and other jobs "
                "on 2 cores), and the load average moved during the run, so compare the phases of one round as well: "
                + "; ".join(round_line(result["phases"][i:i + 2]) for i in range(0, len(result["phases"]) - 1, 2))

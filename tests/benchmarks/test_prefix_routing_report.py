@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.prefix_routing_report import report, summarise, switches
+from benchmarks.prefix_routing_report import moved_vs_stayed, report, summarise, switches
 
 
 def sample(conv: int, turn: int, dep: str, prompt: int, cached: int, ttft: float = 1.0) -> dict[str, Any]:
@@ -29,6 +29,13 @@ PHASES = [
 def test_switches_count_turns_that_moved() -> None:
     assert switches(PHASES[0]["samples"]) == 0
     assert switches(PHASES[1]["samples"]) == 1
+
+
+def test_moved_vs_stayed_splits_follow_ups_and_counts_new_text() -> None:
+    m = moved_vs_stayed([PHASES[1]])
+    assert (m["stayed"], m["moved"]) == (1, 1)
+    assert m["stayed_hit"] == 100 / 200 and m["moved_hit"] == 50 / 200
+    assert m["new_tokens"] == 200 - 100 - 10  # prompt growth minus the previous answer
 
 
 def result_of(phases: list[dict[str, Any]], servers: int = 3) -> dict[str, Any]:
