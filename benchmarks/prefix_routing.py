@@ -1,24 +1,25 @@
 #!/usr/bin/env python
 """Prefix (cache-affinity) routing vs. fewest outstanding requests, in one interleaved run.
 
-Two llama.cpp HTTP servers (llama-server through xllamacpp, in this process, on 127.0.0.1) serve
-SmolLM2-135M with ``cache_prompt`` on. One ``shoal serve`` subprocess has a catalog with two models
-naming both servers as deployments: ``smol-prefix`` (``balance: prefix``) and ``smol-lo`` (the
-default, least outstanding). The workload is multi-turn conversations that share a long system
-prompt (and paste a document each turn), all conversations of a phase running at once, each one
-turn after another, with the model's own answers appended. Phases alternate policies (ABBA); each
+``--servers`` llama.cpp HTTP servers (llama-server through xllamacpp, in this process, on 127.0.0.1)
+serve SmolLM2-135M with ``cache_prompt`` on. One ``shoal serve`` subprocess has a catalog with two
+models naming all servers as deployments: ``smol-prefix`` (``balance: prefix``) and ``smol-lo`` (the
+default, least outstanding). The workload is multi-turn conversations that share a system prompt
+(``--system-words``) and paste a document each turn (``--document-words``), so the history grows
+turn by turn; all conversations of a phase run at once, each one turn after another, with the
+model's own answers appended. Phases alternate policies (ABBA); each
 phase's system prompt starts with a fresh nonce, so every phase starts cold on both servers.
 
 Reported per policy: cache hit ratio (sum of ``cached_tokens`` / sum of prompt tokens, from the
 usage Shoal relays), TTFT median and p90 (client side, first content delta), throughput (completion
-tokens / phase wall time), and how requests were spread over the two servers.
+tokens / phase wall time), and how requests were spread over the servers.
 
 Writes ``docs/benchmarks/prefix-routing/results.json``, ``README.md`` and ``prefix-routing.png``
 (``prefix_routing_report.py``; ``--report-only`` rewrites the last two from the first).
 
 Run from the repository root::
 
-    PYTHONPATH=src /work/main/.venv/bin/python benchmarks/prefix_routing.py            # ~4-6 min on 2 cores
+    PYTHONPATH=src /work/main/.venv/bin/python benchmarks/prefix_routing.py            # ~10-12 min on 2 cores
     PYTHONPATH=src /work/main/.venv/bin/python benchmarks/prefix_routing.py --quick    # smoke run
 """
 
@@ -103,17 +104,12 @@ MODEL = """  - id: {id}
     context_length: {ctx}
     balance: {balance}
     deployments:
-      - type: openai
-        name: llama-1
-        base_url: {url1}
-        api_key_env: BENCH_UPSTREAM_KEY_1
-        model: smol
-        max_concurrency: {slots}
-        timeouts: {{first_byte: 150, read: 150}}
-      - type: openai
-        name: llama-2
-        base_url: {url2}
-        api_key_env: BENCH_UPSTREAM_KEY_2
+{deployments}"""
+
+DEPLOYMENT = """      - type: openai
+        name: llama-{n}
+        base_url: {url}
+        api_key_env: BENCH_UPSTREAM_KEY_{n}
         model: smol
         max_concurrency: {slots}
         timeouts: {{first_byte: 150, read: 150}}
@@ -122,16 +118,16 @@ MODEL = """  - id: {id}
 
 def start_shoal(workdir: Path, urls: list[str], keys: list[str], slots: int, ctx: int,
                 abs_threshold: int) -> tuple[subprocess.Popen[bytes], str]:
-    """``shoal serve`` with both models over the two servers; waits (bounded) for ``/health``."""
+    """``shoal serve`` with both models over all the servers; waits (bounded) for ``/health``."""
     balances = {"smol-prefix": f"{{policy: prefix, abs_threshold: {abs_threshold}}}", "smol-lo": "least_outstanding"}
-    models = "".join(MODEL.format(id=m, ctx=ctx, balance=b, url1=urls[0], url2=urls[1], slots=slots)
-                     for m, b in balances.items())
+    deployments = "".join(DEPLOYMENT.format(n=i + 1, url=url, slots=slots) for i, url in enumerate(urls))
+    models = "".join(MODEL.format(id=m, ctx=ctx, balance=b, deployments=deployments) for m, b in balances.items())
     config = workdir / "shoal.yaml"
     config.write_text(CATALOG.format(models=models))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("SHOAL_API_KEYS", "SHOAL_DATABASE_URL")}
-    env.update(BENCH_UPSTREAM_KEY_1=keys[0], BENCH_UPSTREAM_KEY_2=keys[1], SHOAL_HOME=str(workdir / "home"),
-               PYTHONPATH=str(REPO / "src"))
+    env.update({f"BENCH_UPSTREAM_KEY_{i + 1}": key for i, key in enumerate(keys)})
+    env.update(SHOAL_HOME=str(workdir / "home"), PYTHONPATH=str(REPO / "src"))
     log = open(workdir / "shoal.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "serve", "--config", str(config), "--host",
                              "127.0.0.1", "--port", str(port), "--data-dir", str(workdir / "data"),
@@ -234,10 +230,18 @@ def phase(base: str, policy: str, conversations: int, turns: int, system_words: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 round, 4 conversations x 2 turns")
+    parser.add_argument("--quick", action="store_true", help="1 round, one conversation per server x 2 turns")
     parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds (each runs both policies once)")
-    parser.add_argument("--conversations", type=int, default=8)
-    parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--servers", type=int, default=3, help="llama.cpp servers (deployments of each model)")
+    parser.add_argument("--conversations", type=int, default=9, help="conversations at once per phase")
+    parser.add_argument("--turns", type=int, default=6, help="turns per conversation")
+    parser.add_argument("--system-words", type=int, default=60, help="words of the shared system prompt")
+    parser.add_argument("--document-words", type=int, default=150, help="words of the document pasted each turn")
+    parser.add_argument("--max-tokens", type=int, default=32, help="completion tokens per turn")
+    parser.add_argument("--slots", type=int, default=8, help="llama.cpp slots (parallel sequences) per server")
+    parser.add_argument("--ctx", type=int, default=3072, help="context per slot; must hold the last turn")
+    parser.add_argument("--start-within", type=float, default=16.0, help="conversations start at random within")
+    parser.add_argument("--think", type=float, default=2.0, help="mean pause (s) between a conversation's turns")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per server")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--report-only", action="store_true", help="rewrite README.md and the plot from results.json")
@@ -248,17 +252,21 @@ def main() -> None:
         plot(result["summary"], args.out / "prefix-routing.png")
         report(result, args.out / "README.md")
         return
+    if args.servers < 1:
+        parser.error("--servers must be at least 1")
     if args.quick:
-        args.rounds, args.conversations, args.turns = 1, 4, 2
-    cfg = {"slots": 8, "ctx": 2048, "threads": args.threads, "cache_ram_mib": 512, "conversations": args.conversations,
-           "turns": args.turns, "system_words": 400, "doc_words": 90, "max_tokens": 32, "abs_threshold": 2,
-           "rounds": args.rounds, "start_within_s": 16.0, "think_s": 2.0}
+        args.rounds, args.conversations, args.turns, args.start_within = 1, args.servers, 2, 4.0
+    cfg = {"servers": args.servers, "slots": args.slots, "ctx": args.ctx, "threads": args.threads,
+           "cache_ram_mib": 512, "conversations": args.conversations, "turns": args.turns,
+           "system_words": args.system_words, "doc_words": args.document_words, "max_tokens": args.max_tokens,
+           "abs_threshold": 2, "rounds": args.rounds, "start_within_s": args.start_within, "think_s": args.think}
     from shoal.backends.local.packaged import default_cache_dir, resolve_model_path
 
     model, _ = resolve_model_path("smollm2-135m", default_cache_dir())
     begun = time.perf_counter()
     load_start = os.getloadavg()
-    servers = [start_llama(model, cfg["threads"], cfg["slots"], cfg["ctx"], cfg["cache_ram_mib"]) for _ in range(2)]
+    servers = [start_llama(model, cfg["threads"], cfg["slots"], cfg["ctx"], cfg["cache_ram_mib"])
+               for _ in range(cfg["servers"])]
     with tempfile.TemporaryDirectory(prefix="shoal-prefix-bench-") as tmp:
         proc, base = start_shoal(Path(tmp), [s[1] for s in servers], [s[2] for s in servers], cfg["slots"],
                                  cfg["ctx"], cfg["abs_threshold"])
@@ -269,8 +277,8 @@ def main() -> None:
                 for policy in order:
                     ph = phase(base, policy, args.conversations, args.turns, cfg["system_words"], cfg["doc_words"],
                                cfg["max_tokens"], (cfg["start_within_s"], cfg["think_s"], rnd))
-                    print(f"round {rnd + 1} {policy}: {ph['wall_s']:.1f} s, {len(ph['samples'])} requests",
-                          flush=True)
+                    print(f"round {rnd + 1} {policy}: {ph['wall_s']:.1f} s, {len(ph['samples'])} requests, "
+                          f"load before {ph['loadavg_before'][0]:.1f}", flush=True)
                     phases.append(ph)
         finally:
             proc.terminate()
