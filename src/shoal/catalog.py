@@ -12,14 +12,15 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shoal.core.backend import ModelCard
+from shoal.core.embeddings import EMBEDDINGS_CAPABILITY
 from shoal.backends.local.hub import parse_hub_spec
 from shoal.backends.timeouts import Timeouts as UpstreamTimeouts
 from shoal.routing.affinity import BalanceSpec
 from shoal.routing.router import RouterSpec
 from shoal.routing.strategies import POLICIES
 
-CAPABILITIES = ("tools", "json_schema", "reasoning", "vision", "embeddings")
-EMBEDDINGS = "embeddings"
+EMBEDDINGS = EMBEDDINGS_CAPABILITY
+CAPABILITIES = ("tools", "json_schema", "reasoning", "vision", EMBEDDINGS)
 """An embedding model: it serves ``/v1/embeddings`` only (no chat, responses or streaming)."""
 BASE_CAPABILITIES = ("chat", "responses", "streaming")
 

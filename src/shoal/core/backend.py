@@ -7,11 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from shoal.core.embeddings import EmbeddingEvent, EmbeddingRequest
-from shoal.core.types import GenerationEvent, GenerationRequest
-
-GENERATE = "generate"
-"""The operation every text backend serves: a :class:`GenerationRequest` answered by events."""
-
+from shoal.core.types import GENERATE, GenerationEvent, GenerationRequest
 
 @dataclass(frozen=True)
 class ModelCard:

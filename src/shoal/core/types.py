@@ -19,6 +19,9 @@ from typing import Any, ClassVar, Literal, Protocol, Union
 from shoal.core.records import record
 
 
+GENERATE = "generate"
+"""The operation of text generation (``GenerationRequest.kind``; listed in ``Backend.operations``)."""
+
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
@@ -173,7 +176,7 @@ class GenerationRequest:
         return tuple(image for msg in self.messages for image in msg.images)
 
     # The Operation protocol (core/operation.py): what routing and metering ask of a request.
-    kind: ClassVar[str] = "generate"
+    kind: ClassVar[str] = GENERATE
 
     def needs(self) -> tuple[str, ...]:
         """Capabilities a deployment must list: ``tools``, ``json_schema``, ``vision``."""

@@ -25,7 +25,7 @@ from typing import Any
 
 from shoal.backends.local.params import server_params
 from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
-from shoal.core.embeddings import EMBED, EmbeddingEvent, EmbeddingRequest, Vectors
+from shoal.core.embeddings import EMBED, EMBEDDINGS_CAPABILITY, EmbeddingEvent, EmbeddingRequest, Vectors
 from shoal.core.types import Finish, GenerationEvent, GenerationRequest, Usage
 
 MAX_INPUTS = 2048
@@ -122,7 +122,7 @@ class LocalEmbedder(BaseBackend):
                 owned_by="shoal",
                 created=self._created,
                 context_length=cfg.max_batch_tokens,
-                capabilities=("embeddings",),
+                capabilities=(EMBEDDINGS_CAPABILITY,),
                 aliases=cfg.aliases,
                 description=cfg.description,
                 extra={"engine": "llama.cpp", "file": cfg.path.name, "dimensions": self.dimensions,

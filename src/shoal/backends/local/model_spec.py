@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from shoal.core.embeddings import EMBED
+from shoal.core.types import GENERATE
+
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
-GENERATE: Final = "generate"
-"""Capability: text generation (chat, completions, responses)."""
-EMBED: Final = "embed"
-"""Capability: embeddings (``/v1/embeddings``); such a model carries an :class:`EmbeddingSpec`."""
-
+# What a packaged model is for: the operation names of ``shoal.core`` (an EMBED model carries an EmbeddingSpec).
 _POOLINGS: Final = frozenset({"mean", "cls", "last"})
 
 
