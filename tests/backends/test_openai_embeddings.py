@@ -56,6 +56,7 @@ async def test_vectors_in_input_order_and_the_upstream_body(encoded: bool) -> No
         pipeline = Pipeline(Router([deployment(up.url, "a")]))
         request = EmbeddingRequest(model="e", inputs=("one", "two"), dimensions=2, user="u1")
         name, vectors, tokens = await embed(pipeline, request)
+        await pipeline.aclose()
     assert (name, vectors, tokens) == ("a", [[1.0, 0.0], [0.0, 1.0]], 5)
     assert up.paths == ["/v1/embeddings"]
     assert up.bodies == [{"model": "up-embed", "input": ["one", "two"], "encoding_format": "float",
@@ -64,7 +65,9 @@ async def test_vectors_in_input_order_and_the_upstream_body(encoded: bool) -> No
 
 async def test_token_arrays_go_as_lists() -> None:
     async with FakeUpstream(answer([1.0])) as up:
-        await embed(Pipeline(Router([deployment(up.url, "a")])), EmbeddingRequest(model="e", inputs=((1, 2, 3),)))
+        pipeline = Pipeline(Router([deployment(up.url, "a")]))
+        await embed(pipeline, EmbeddingRequest(model="e", inputs=((1, 2, 3),)))
+        await pipeline.aclose()
     assert up.bodies[0]["input"] == [[1, 2, 3]]
 
 
@@ -72,6 +75,7 @@ async def test_a_failing_upstream_fails_over_before_anything_is_answered() -> No
     async with FakeUpstream("500") as bad, FakeUpstream(answer([0.5])) as good:
         pipeline = Pipeline(Router([deployment(bad.url, "a"), deployment(good.url, "b")]), retries=0)
         name, vectors, _ = await embed(pipeline, EmbeddingRequest(model="e", inputs=("x",)))
+        await pipeline.aclose()
     assert (name, vectors) == ("b", [[0.5]])
 
 
@@ -84,9 +88,11 @@ async def test_upstream_errors_and_malformed_answers() -> None:
             await embed(pipeline, EmbeddingRequest(model="e", inputs=("x",)))
         with pytest.raises(BackendError, match="2 vectors for 1 inputs"):
             await embed(pipeline, EmbeddingRequest(model="e", inputs=("x",)))
+        await pipeline.aclose()
 
 
 async def test_a_generation_never_goes_to_an_embedding_model() -> None:
     pipeline = Pipeline(Router([deployment("http://127.0.0.1:9/v1", "a")]))
     with pytest.raises(InvalidRequestError, match="serves embed, not generate"):
         await pipeline.start(GenerationRequest(model="e", messages=(Message("user", "hi"),)))
+    await pipeline.aclose()
