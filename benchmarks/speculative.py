@@ -7,13 +7,14 @@ settings (parallel slots, context per slot, threads, Jinja template, prompt cach
 * ``raw``: llama.cpp's server through xllamacpp in a subprocess (this file with
   ``--raw-worker``), called in-process with ``handle_chat_completions``: no HTTP and
   no Shoal code on the path (token times taken in its callback);
-* ``plain``, ``draft``, ``ngram``: one ``shoal serve`` with three catalog models:
-  no speculation; qwen2.5-coder-0.5b-instruct drafting; prompt lookup (``draft: ngram``).
+* ``plain``, ``draft``, ``ngram``: one ``shoal serve`` process each (so no side slows another
+  by sharing its process): no speculation; qwen2.5-coder-0.5b-instruct drafting; prompt
+  lookup (``draft: ngram``).
 
 Shoal is driven with streamed ``/v1/chat/completions`` over 127.0.0.1, all at
 temperature 0, tokens counted from the streamed ``usage``. Two workloads: ``free``
-(write new code) and ``edit`` (rename one identifier in a file and print it whole: the
-answer repeats most of the prompt). Every round runs each workload on every side in
+(write new code) and ``edit`` (rename one function of a module and print the module
+whole: the answer repeats most of the prompt). Every round runs each workload on every side in
 turn (rotating the order), one stream at a time; then each workload with 4 concurrent
 streams per side. Decode tokens/s = (tokens - 1) / (last token - first token); the
 drafted/accepted counts come from Shoal's /metrics around each request.
@@ -52,8 +53,8 @@ PARALLEL, CTX, THREADS = 4, 2048, 2
 FREE = ("Write a complete Python module implementing a thread-safe LRU cache with time-to-live expiry, "
         "statistics and a decorator for memoizing functions. Include docstrings and type hints. Output only code.")
 EDIT_SOURCE = REPO / "src" / "shoal" / "usage" / "periods.py"
-EDIT = ("In the Python module below, rename the function `period_start` to `start_of_period` everywhere "
-        "(definition and uses). Output the whole modified module and nothing else.\n\n```python\n{code}```")
+EDIT = ("In the Python module below, rename the function `period_label` to `format_period`. "
+        "Output the whole modified module and nothing else.\n\n```python\n{code}```")
 
 
 def free_port() -> int:
@@ -155,24 +156,26 @@ class Raw:
         self.proc.stdin.close()
 
 
-def start_shoal(workdir: Path, log: Any) -> tuple[subprocess.Popen[bytes], str]:
+def start_shoal(side: str, workdir: Path, log: Any, ngram_max: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    """One ``shoal serve`` serving the target as model ``side`` (its own process: the sides never share one)."""
     port = free_port()
     target, draft = model_path(TARGET), model_path(DRAFT)
     common = f"path: '{target}', parallel: {PARALLEL}, ctx_per_slot: {CTX}, threads: {THREADS}"
-    models = {"plain": "", "draft": f", draft: '{draft}'", "ngram": ", draft: ngram"}
-    lines = ["models:"]
-    for name, extra in models.items():
-        lines += [f"  - id: {name}", f"    context_length: {CTX}", f"    deployments: [{{type: local, {common}{extra}}}]"]
-    config = workdir / "shoal.yaml"
-    config.write_text("\n".join(lines) + "\n")
-    env = {**os.environ, "SHOAL_HOME": str(workdir), "PYTHONPATH": str(REPO / "src")}
+    extra = {"plain": "", "draft": f", draft: '{draft}'",
+             "ngram": ", draft: ngram" + (f", draft_max: {ngram_max}" if ngram_max else "")}[side]
+    home = workdir / side
+    home.mkdir()
+    config = home / "shoal.yaml"
+    config.write_text(f"models:\n  - id: {side}\n    context_length: {CTX}\n"
+                      f"    deployments: [{{type: local, {common}{extra}}}]\n")
+    env = {**os.environ, "SHOAL_HOME": str(home), "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "serve", "--port", str(port), "--config", str(config),
                              "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("shoal serve exited while starting (see its log)")
+            raise RuntimeError(f"shoal serve ({side}) exited while starting (see its log)")
         try:
             if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
                 return proc, url
@@ -180,7 +183,7 @@ def start_shoal(workdir: Path, log: Any) -> tuple[subprocess.Popen[bytes], str]:
             pass
         time.sleep(1)
     proc.kill()
-    raise RuntimeError("shoal serve did not start in 10 minutes")
+    raise RuntimeError(f"shoal serve ({side}) did not start in 10 minutes")
 
 
 # --------------------------------------------------------------------------- measuring
@@ -232,9 +235,10 @@ def drafts(shoal: str) -> dict[str, tuple[float, float]]:
     return {m: (v[0], v[1]) for m, v in out.items()}
 
 
-def single(side: str, raw: Raw, shoal: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+def single(side: str, raw: Raw, urls: dict[str, str], prompt: str, max_tokens: int) -> dict[str, Any]:
     if side == "raw":
         return raw.run(prompt, max_tokens, 1)[0]
+    shoal = urls[side]
     before = drafts(shoal)
     result = stream(shoal, side, "none", prompt, max_tokens)
     if side in ("draft", "ngram"):
@@ -245,7 +249,7 @@ def single(side: str, raw: Raw, shoal: str, prompt: str, max_tokens: int) -> dic
     return result
 
 
-def concurrent(side: str, raw: Raw, shoal: str, prompt: str, max_tokens: int, streams: int) -> dict[str, Any]:
+def concurrent(side: str, raw: Raw, urls: dict[str, str], prompt: str, max_tokens: int, streams: int) -> dict[str, Any]:
     # The same prompt in every stream: what is measured is decoding, not four prefills.
     started = time.perf_counter()
     if side == "raw":
@@ -255,7 +259,7 @@ def concurrent(side: str, raw: Raw, shoal: str, prompt: str, max_tokens: int, st
         lock = threading.Lock()
 
         def one() -> None:
-            res = stream(shoal, side, "none", prompt, max_tokens)
+            res = stream(urls[side], side, "none", prompt, max_tokens)
             with lock:
                 results.append(res)
 
@@ -379,8 +383,10 @@ def main() -> None:
     parser.add_argument("--raw-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="few tokens, one round: proves the script works")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--max-tokens-multi", type=int, default=64)
+    parser.add_argument("--ngram-max", type=int, default=None,
+                        help="the n-gram side's draft_max (default: Shoal's own default)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--report-only", action="store_true", help="redo the summary, page and plot from results.json")
     args = parser.parse_args()
@@ -398,7 +404,7 @@ def main() -> None:
     if args.quick:
         args.rounds, args.max_tokens, args.max_tokens_multi = 1, 16, 8
     prompts = {"free": FREE, "edit": EDIT.format(code=EDIT_SOURCE.read_text())}
-    result: dict[str, Any] = {"rounds": args.rounds, "max_tokens": args.max_tokens,
+    result: dict[str, Any] = {"rounds": args.rounds, "max_tokens": args.max_tokens, "ngram_max": args.ngram_max,
                               "max_tokens_multi": args.max_tokens_multi, "single": {}, "multi": {},
                               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                           "loadavg_start": [round(x, 2) for x in os.getloadavg()]}}
@@ -406,18 +412,21 @@ def main() -> None:
         workdir = Path(tmp)
         log = (workdir / "servers.log").open("w")
         raw = Raw(log)
-        shoal_proc, shoal = start_shoal(workdir, log)
+        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         try:
+            for side in SIDES[1:]:
+                servers[side] = start_shoal(side, workdir, log, args.ngram_max)
+            urls = {side: url for side, (_, url) in servers.items()}
             # Warm up: first-use costs (page faults, the prompt's prefill into the cache) stay out of the samples.
             for prompt in prompts.values():
                 for side in SIDES:
-                    single(side, raw, shoal, prompt, 4)
+                    single(side, raw, urls, prompt, 4)
             print(f"warmed up; load average {os.getloadavg()}", flush=True)
             for rnd in range(args.rounds):
                 for workload, prompt in prompts.items():
                     order = SIDES[rnd % 4:] + SIDES[:rnd % 4]
                     for side in order:
-                        res = single(side, raw, shoal, prompt, args.max_tokens)
+                        res = single(side, raw, urls, prompt, args.max_tokens)
                         result["single"].setdefault(workload, {}).setdefault(side, []).append(res)
                         print(f"round {rnd} {workload:4} {side:5} {res['decode_tps']:6.2f} tok/s "
                               f"({res['tokens']} tokens, drafted {res.get('drafted', '-')}, "
@@ -426,7 +435,7 @@ def main() -> None:
                 if args.quick and workload == "edit":
                     continue  # four prefills of the long edit prompt per side: minutes, not a smoke test
                 for side in SIDES:
-                    res = concurrent(side, raw, shoal, prompt, args.max_tokens_multi, streams=4)
+                    res = concurrent(side, raw, urls, prompt, args.max_tokens_multi, streams=4)
                     result["multi"].setdefault(workload, {}).setdefault(side, []).append(res)
                     print(f"4 streams {workload:4} {side:5} {res['decode_tps_sum']:6.2f} tok/s decoding "
                           f"({res['aggregate_tps']:.2f} end to end)", flush=True)
@@ -435,9 +444,10 @@ def main() -> None:
             print((workdir / "servers.log").read_text()[-3000:], file=sys.stderr)
             raise
         finally:
-            shoal_proc.terminate()
+            for proc, _ in servers.values():
+                proc.terminate()
             raw.close()
-            for proc in (shoal_proc, raw.proc):
+            for proc in [proc for proc, _ in servers.values()] + [raw.proc]:
                 try:
                     proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:

@@ -173,6 +173,7 @@ async def _answer(engine: LocalBackend, request: GenerationRequest) -> tuple[str
 
 
 @pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")  # the engines' HTTP client of the twin lives in one loop
 async def test_temperature_zero_output_is_the_same_with_and_without_speculation(
         engines: dict[str, LocalBackend]) -> None:
     # Each engine sees the same prompts in the same order, so their prompt caches match too
@@ -194,6 +195,7 @@ async def test_temperature_zero_output_is_the_same_with_and_without_speculation(
 
 
 @pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")  # the engines' HTTP client of the twin lives in one loop
 async def test_acceptance_counts_reach_usage_metrics_and_health(engines: dict[str, LocalBackend]) -> None:
     engine = engines["draft"]
     _, finish = await _answer(engine, _request("Count from one to twenty in words, comma separated."))
@@ -213,6 +215,7 @@ async def test_acceptance_counts_reach_usage_metrics_and_health(engines: dict[st
 
 
 @pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")  # the engines' HTTP client of the twin lives in one loop
 async def test_requests_beyond_max_streams_decode_plainly(engines: dict[str, LocalBackend]) -> None:
     engine = engines["draft"]
     started = [engine.generate(_request(f"Name {n} colours.")) for n in (3, 4)]

@@ -13,7 +13,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +21,8 @@ from typing import Any
 
 from shoal.backends.local.body import to_llama_body
 from shoal.backends.local.params import server_params
-from shoal.backends.local.speculative import SpeculationGate, SpeculativeConfig, apply_speculative, draft_counts
+from shoal.backends.local.speculative import SpeculationGate, SpeculativeConfig, draft_counts
+from shoal.backends.local.twin import SpeculatingTwin, settings_for
 from shoal.backends.openai_wire.chunks import ChunkTranslator
 from shoal.core.backend import BackendFailure, BaseBackend, ModelCard
 from shoal.core.types import Finish, GenerationEvent, GenerationRequest
@@ -56,12 +57,11 @@ class LocalBackend(BaseBackend):
         self.name = f"local:{config.model_id}"
         self.capacity = config.parallel
         self._server: Any = None
-        self._spec_server: Any = None
+        self._twin: SpeculatingTwin | None = None
         self.gate = SpeculationGate(config.speculative) if config.speculative else None
         self._running = 0
         self._spec_running = 0
-        spec_slots = config.speculative.max_streams if config.speculative else 0
-        self._executor = ThreadPoolExecutor(max_workers=config.parallel + spec_slots, thread_name_prefix="llama")
+        self._executor = ThreadPoolExecutor(max_workers=config.parallel, thread_name_prefix="llama")
         self._created = int(time.time())
         self._load_seconds: float | None = None
         # llama.cpp's own HTTP port would otherwise bypass Shoal's keys and limits.
@@ -73,14 +73,23 @@ class LocalBackend(BaseBackend):
 
         cfg = self.config
         started = time.perf_counter()
-        self._server = xllamacpp.Server(self._params(cfg.parallel))
         if cfg.speculative is not None:
             # A second server (the binding cannot switch drafting off per request): requests that
             # should not speculate go to the plain one. It costs a second copy of the weights, which
-            # llama.cpp repacks for the CPU into memory of its own (measured: ~0.8 GB for the 1.5B).
-            params = self._params(cfg.speculative.max_streams)
-            apply_speculative(params, cfg.speculative, params.cpuparams.n_threads)
-            self._spec_server = xllamacpp.Server(params)
+            # llama.cpp repacks for the CPU into memory of its own (measured: ~0.8 GB for the 1.5B),
+            # and it runs in a process of its own (twin.py says why). Both load at once.
+            self._twin = SpeculatingTwin(settings_for(cfg.speculative, path=cfg.path, model_id=cfg.model_id,
+                                                      ctx_per_slot=cfg.ctx_per_slot, threads=cfg.threads,
+                                                      api_key=self.http_api_key, verbose=cfg.verbose))
+            self._twin.start()
+        try:
+            self._server = xllamacpp.Server(self._params(cfg.parallel))
+            if self._twin is not None:
+                self._twin.wait_ready()
+        except BaseException:
+            if self._twin is not None:
+                self._twin.close()
+            raise
         self._load_seconds = time.perf_counter() - started
         return self._load_seconds
 
@@ -114,44 +123,18 @@ class LocalBackend(BaseBackend):
         ]
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        """Run ``request`` on a worker thread and stream its events."""
+        """Run ``request`` (on a worker thread, or on the speculating twin) and stream its events."""
         if self._server is None:
             raise BackendFailure("The local model is not loaded.")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
         body = to_llama_body(request)
         speculating = self._speculates()
-        server = self._spec_server if speculating else self._server
+        chunks = self._twin.chunks(body) if speculating and self._twin else self._in_process(body)
         timings: dict[str, Any] = {}
-
-        def on_chunk(chunk: Any) -> bool:
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            # Returning True tells llama.cpp to stop: that frees the slot.
-            return stop.is_set()
-
-        def run() -> None:
-            try:
-                result = server.handle_chat_completions(body, on_chunk)
-                if isinstance(result, dict) and "error" in result:
-                    loop.call_soon_threadsafe(queue.put_nowait, result)
-            except BaseException as exc:  # noqa: BLE001 - every failure must reach the client
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
-
-        worker = loop.run_in_executor(self._executor, run)
         translator = ChunkTranslator(request)
         self._running += 1
         self._spec_running += speculating
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    # llama.cpp rejects malformed requests (bad message order, bad schema) with ValueError.
-                    raise _failure(str(item), "invalid_request_error" if isinstance(item, ValueError) else "")
+            async for item in chunks:
                 if "error" in item:
                     raise _failure(_error_message(item["error"]), _error_type(item["error"]))
                 if "timings" in item:
@@ -169,15 +152,50 @@ class LocalBackend(BaseBackend):
         finally:
             self._running -= 1
             self._spec_running -= speculating
+            await chunks.aclose()
+
+    async def _in_process(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """llama.cpp's streamed chunks for ``body`` from the in-process server, run on a worker thread."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        server = self._server
+
+        def on_chunk(chunk: Any) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            # Returning True tells llama.cpp to stop: that frees the slot.
+            return stop.is_set()
+
+        def run() -> None:
+            try:
+                result = server.handle_chat_completions(body, on_chunk)
+                if isinstance(result, dict) and "error" in result:
+                    loop.call_soon_threadsafe(queue.put_nowait, result)
+            except BaseException as exc:  # noqa: BLE001 - every failure must reach the client
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        worker = loop.run_in_executor(self._executor, run)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    # llama.cpp rejects malformed requests (bad message order, bad schema) with ValueError.
+                    raise _failure(str(item), "invalid_request_error" if isinstance(item, ValueError) else "")
+                yield item
+        finally:
             stop.set()
             if not worker.done():
                 # The worker notices ``stop`` at its next token; don't block the loop on it.
                 worker.add_done_callback(lambda f: f.exception())
 
     def _speculates(self) -> bool:
-        """Whether the next request goes to the speculating server (free slot, gate open)."""
+        """Whether the next request goes to the speculating twin (alive, a free slot, the gate open)."""
         spec = self.config.speculative
-        if self._spec_server is None or self.gate is None or spec is None:
+        if self._twin is None or not self._twin.alive or self.gate is None or spec is None:
             return False
         return self._spec_running < spec.max_streams and self.gate.choose(self._running)
 
@@ -214,7 +232,9 @@ class LocalBackend(BaseBackend):
         """Free the model and the worker threads."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._server = None
-        self._spec_server = None
+        if self._twin is not None:
+            await self._twin.aclose()
+            self._twin = None
 
 
 def _error_message(error: Any) -> str:

@@ -11,9 +11,10 @@ so at temperature 0 the output is the target model's, drafted or not):
 The pinned xllamacpp compiles out llama.cpp's per-request speculative overrides
 (``speculative.n_max`` and friends in the request body are ignored), so speculation
 cannot be switched off for one request of a speculating server. The engine therefore
-keeps a second, plain server of the same model (its own copy of the repacked weights), and
-:class:`SpeculationGate` picks the server per request: speculating only while few
-streams run and the drafts have been accepted often enough lately.
+keeps two servers of the model, a plain one and a speculating one in a process of its own
+(:mod:`shoal.backends.local.twin`), and :class:`SpeculationGate` picks the server per
+request: speculating only while few streams run and the drafts have been accepted often
+enough lately.
 """
 
 from __future__ import annotations
