@@ -55,12 +55,12 @@ def test_a_draft_model_maps_onto_llama_cpp_draft_settings(tmp_path: Path) -> Non
     assert spec.draft.cpuparams.poll == 0
 
 
-def test_ngram_lookup_maps_onto_the_ngram_map_and_loads_no_model() -> None:
+def test_ngram_lookup_maps_onto_the_stateless_ngram_search_and_loads_no_model() -> None:
     params = xllamacpp.CommonParams()
     apply_speculative(params, SpeculativeConfig(kind="ngram", draft_max=24, ngram_size=5), threads=2)
     spec = params.speculative
-    assert spec.types == [KINDS.COMMON_SPECULATIVE_TYPE_NGRAM_MAP_K]
-    assert (spec.ngram_map_k.size_n, spec.ngram_map_k.size_m) == (5, 24)
+    assert spec.types == [KINDS.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
+    assert (spec.ngram_simple.size_n, spec.ngram_simple.size_m) == (5, 24)
     assert spec.draft.mparams.path == ""
 
 
@@ -233,3 +233,20 @@ async def _answer_gen(gen: object) -> tuple[str, Finish]:
     finish = events[-1]
     assert isinstance(finish, Finish)
     return "".join(e.text for e in events if isinstance(e, TextDelta)), finish
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_lookup_drafts_as_much_after_the_slot_answered_something_else() -> None:
+    # llama.cpp's n-gram map kept per-slot state across requests and drafted far less on a
+    # second prompt; the search Shoal uses has none.
+    engine = _engine("lookup", SpeculativeConfig(kind="ngram", draft_max=16, ngram_size=4))
+    try:
+        repeat = _request("Repeat this code exactly, then say done:\n\n" + CODE)
+        _, fresh = await _answer(engine, repeat)
+        await _answer(engine, _request("Write a Python class for a bank account with deposit and withdraw."))
+        _, again = await _answer(engine, repeat)
+        assert fresh.usage.draft_tokens > fresh.usage.output_tokens / 3
+        assert again.usage.draft_tokens >= fresh.usage.draft_tokens * 0.9
+    finally:
+        await engine.aclose()

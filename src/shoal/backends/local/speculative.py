@@ -41,7 +41,8 @@ class SpeculativeConfig:
     """A draft model stops drafting below this probability of its own next token."""
     ngram_size: int = 12
     """Tokens an n-gram key has: how long a repeat must be before what followed it is proposed
-    (llama.cpp's default; shorter keys drafted more and were slower in a first measurement)."""
+    (llama.cpp's default; shorter keys draft more often, and a wrong draft of ``draft_max``
+    tokens costs a batch of that size)."""
     min_acceptance: float = 0.3
     """Below this recent acceptance rate (accepted / drafted), requests go to the plain server."""
     probe_every: int = 8
@@ -70,13 +71,15 @@ def apply_speculative(params: Any, config: SpeculativeConfig, threads: int) -> N
         draft.cpuparams.poll = 0
         spec.types = [kinds.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
     else:
-        # The n-gram map (not ngram-simple): its drafts kept the output the same and were faster in a
-        # first measurement here (docs/benchmarks/speculative/).
-        ngram = spec.ngram_map_k
+        # llama.cpp's plain n-gram search, not its n-gram map: the map keeps state in the slot from
+        # one request to the next (keys as positions in earlier prompts, and each key's draft length
+        # capped by its last acceptance, which never grows back). Measured on a code edit: 176 of
+        # 192 tokens drafted in a fresh slot, 34 after the slot had answered another question;
+        # the search drafted 176 either way (docs/benchmarks/speculative/).
+        ngram = spec.ngram_simple
         ngram.size_n = config.ngram_size
         ngram.size_m = config.draft_max
-        ngram.min_hits = 1
-        spec.types = [kinds.COMMON_SPECULATIVE_TYPE_NGRAM_MAP_K]
+        spec.types = [kinds.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
 
 
 def draft_counts(timings: dict[str, Any] | None) -> tuple[int, int]:
