@@ -12,7 +12,7 @@ from shoal.backends.local.engine import LocalBackend, LocalModelConfig
 from shoal.backends.local.hub import resolve_hub_file
 from shoal.backends.local.packaged import default_cache_dir, resolve_model_path
 from shoal.backends.local.serverless import MIB, MemoryPool, ServerlessBackend
-from shoal.backends.local.speculative import SpeculativeConfig
+from shoal.backends.local.speculative import NGRAM_DRAFT_MAX, SpeculativeConfig
 from shoal.config import Settings
 from shoal.core.backend import Backend
 from shoal.wiring.catalog_card import CatalogCard
@@ -107,7 +107,7 @@ def speculative_config(spec: Any, cache_dir: Path) -> SpeculativeConfig | None:
         return None
     common = {"min_acceptance": spec.draft_min_acceptance, "max_streams": spec.draft_max_streams}
     if spec.draft == "ngram":
-        return SpeculativeConfig(kind="ngram", draft_max=spec.draft_max or 48, **common)
+        return SpeculativeConfig(kind="ngram", draft_max=spec.draft_max or NGRAM_DRAFT_MAX, **common)
     draft_path, _ = resolve_model_path(spec.draft, cache_dir)
     return SpeculativeConfig(kind="draft", draft_path=draft_path, draft_max=spec.draft_max or 8,
                              draft_min=spec.draft_min or 0, **common)

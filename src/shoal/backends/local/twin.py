@@ -106,8 +106,10 @@ class SpeculatingTwin:
             raise RuntimeError(f"the speculating llama.cpp server of {self.settings.model_id} did not start "
                                f"(exit code {proc.poll()}); see the log above")
         self.address = json.loads(line)["address"]
+        # A fresh loopback connection per request: llama.cpp's HTTP server drops idle keep-alive
+        # connections, and a request written into one it just dropped fails (seen in the tests).
         config = UpstreamConfig(base_url=self.address, model=self.settings.model_id, timeouts=TWIN_TIMEOUTS,
-                                max_connections=max(4, self.settings.slots * 2))
+                                max_connections=max(4, self.settings.slots * 2), headers={"Connection": "close"})
         self._http = UpstreamHTTP(config, who="the speculating llama.cpp server",
                                   auth_headers={"Authorization": f"Bearer {self.settings.api_key}"})
 
