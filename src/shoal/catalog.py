@@ -91,8 +91,10 @@ class LocalDeployment(_Strict):
     """A draft model's fewest tokens worth verifying (default 0)."""
     draft_min_acceptance: float = Field(0.3, ge=0.0, le=1.0)
     """Speculation turns itself off while the recent acceptance rate (accepted / drafted) is below this."""
-    draft_max_streams: int = Field(1, ge=1)
-    """Speculate only while at most this many requests run on the deployment (batches gain little)."""
+    draft_max_streams: int | None = Field(None, ge=1)
+    """Speculate only while fewer than this many requests run on the deployment; the others decode on
+    the plain server (default: all its slots; a lower value runs both servers at once, which on a
+    machine with few cores slows both: see docs/speculative.md)."""
 
     @field_validator("capabilities")
     @classmethod

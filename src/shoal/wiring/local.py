@@ -76,9 +76,10 @@ def catalog_local(settings: Settings, entry: Any, spec: Any, index: int, pool: M
     cache_dir = settings.model_cache or default_cache_dir()
     path = resolve_hub_file(spec.hf) if spec.hf else resolve_model_path(spec.source, cache_dir)[0]
     ctx = min(spec.ctx_per_slot or settings.ctx_per_slot, entry.context_length)
-    speculative = speculative_config(spec, cache_dir)
+    parallel = spec.parallel or settings.parallel
+    speculative = speculative_config(spec, cache_dir, parallel)
     config = LocalModelConfig(
-        model_id=entry.id, path=path, parallel=spec.parallel or settings.parallel, ctx_per_slot=ctx,
+        model_id=entry.id, path=path, parallel=parallel, ctx_per_slot=ctx,
         threads=spec.threads or settings.threads, aliases=entry.aliases, description=entry.description,
         verbose=settings.log_level == "debug", speculative=speculative)
     name = spec.name or f"{entry.id}/local-{index}"
@@ -101,11 +102,15 @@ def catalog_local(settings: Settings, entry: Any, spec: Any, index: int, pool: M
                        mode=spec.mode)
 
 
-def speculative_config(spec: Any, cache_dir: Path) -> SpeculativeConfig | None:
-    """A local deployment's ``draft`` settings as engine config (its draft model resolved); None without."""
+def speculative_config(spec: Any, cache_dir: Path, parallel: int) -> SpeculativeConfig | None:
+    """A local deployment's ``draft`` settings as engine config (its draft model resolved); None without.
+
+    The speculating server gets all ``parallel`` slots unless ``draft_max_streams`` says fewer.
+    """
     if not spec.draft:
         return None
-    common = {"min_acceptance": spec.draft_min_acceptance, "max_streams": spec.draft_max_streams}
+    common = {"min_acceptance": spec.draft_min_acceptance,
+              "max_streams": min(spec.draft_max_streams or parallel, parallel)}
     if spec.draft == "ngram":
         return SpeculativeConfig(kind="ngram", draft_max=spec.draft_max or NGRAM_DRAFT_MAX, **common)
     draft_path, _ = resolve_model_path(spec.draft, cache_dir)

@@ -73,14 +73,21 @@ def test_catalog_fields_become_engine_config() -> None:
     cache = default_cache_dir()
     resolve_model_path("smollm2-135m-instruct", cache)  # fetched once by Shoal's own fetcher
     ngram = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct", draft="ngram",
-                                               draft_max=12, draft_min_acceptance=0.5), cache)
-    assert ngram == SpeculativeConfig(kind="ngram", draft_max=12, min_acceptance=0.5)
+                                               draft_max=12, draft_min_acceptance=0.5), cache, 4)
+    # By default the speculating server has all the slots: both servers never compete for the cores.
+    assert ngram == SpeculativeConfig(kind="ngram", draft_max=12, min_acceptance=0.5, max_streams=4)
+    default = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct", draft="ngram"),
+                                 cache, 2)
+    assert default is not None and (default.draft_max, default.ngram_size) == (32, 16)
     model = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct",
-                                               draft="smollm2-135m", draft_min=1, draft_max_streams=2), cache)
+                                               draft="smollm2-135m", draft_min=1, draft_max_streams=2), cache, 4)
     assert model is not None and model.kind == "draft" and model.draft_path is not None
     assert model.draft_path.name == "smollm2-135m-instruct-q4_1.gguf"
     assert (model.draft_max, model.draft_min, model.max_streams) == (8, 1, 2)
-    assert speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct"), cache) is None
+    capped = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct", draft="ngram",
+                                                draft_max_streams=9), cache, 4)
+    assert capped is not None and capped.max_streams == 4
+    assert speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct"), cache, 4) is None
     # A speculating deployment runs a second server and the draft model: both count against memory.
     size = model.draft_path.stat().st_size
     assert estimated_size(model.draft_path, model) == 3 * size
