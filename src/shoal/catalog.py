@@ -86,7 +86,7 @@ class LocalDeployment(_Strict):
     """Speculative decoding: a draft model (packaged name or path, sharing the model's tokenizer), or
     ``ngram`` for prompt lookup (no second model). Unset: no speculation."""
     draft_max: int | None = Field(None, ge=1, le=64)
-    """Most tokens drafted per step (default 8 for a draft model, 32 for ngram)."""
+    """Most tokens drafted per step (default 8 for a draft model, 64 for ngram)."""
     draft_min: int | None = Field(None, ge=0, le=64)
     """A draft model's fewest tokens worth verifying (default 0)."""
     draft_min_acceptance: float = Field(0.3, ge=0.0, le=1.0)

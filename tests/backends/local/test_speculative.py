@@ -78,7 +78,7 @@ def test_catalog_fields_become_engine_config() -> None:
     assert ngram == SpeculativeConfig(kind="ngram", draft_max=12, min_acceptance=0.5, max_streams=4)
     default = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct", draft="ngram"),
                                  cache, 2)
-    assert default is not None and (default.draft_max, default.ngram_size) == (32, 16)
+    assert default is not None and (default.draft_max, default.ngram_size) == (64, 16)
     model = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct",
                                                draft="smollm2-135m", draft_min=1, draft_max_streams=2), cache, 4)
     assert model is not None and model.kind == "draft" and model.draft_path is not None
