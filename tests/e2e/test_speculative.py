@@ -12,13 +12,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import ServerProcess
-from tests.tenancy import ADMIN_TOKEN, admin
+from tests.tenancy import ADMIN_TOKEN, admin_create_key, key_records
 
 pytestmark = pytest.mark.e2e
 
@@ -73,8 +74,13 @@ def speculative_tokens(server: ServerProcess) -> dict[str, float]:
             if s.name == "shoal_speculative_tokens_total" and s.labels.get("model") == "lookup"}
 
 
-def test_lookup_answers_as_plain_decoding_and_reports_its_drafts(shoal: ServerProcess) -> None:
-    client = shoal.client()
+@pytest.fixture(scope="module")
+def key(shoal: ServerProcess) -> dict[str, Any]:
+    return admin_create_key(shoal, name="speculative")
+
+
+def test_lookup_answers_as_plain_decoding_and_reports_its_drafts(shoal: ServerProcess, key: dict[str, Any]) -> None:
+    client = shoal.client(api_key=key["key"])
     answers = {}
     for model in ("plain", "lookup"):
         chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPT}],
@@ -87,18 +93,17 @@ def test_lookup_answers_as_plain_decoding_and_reports_its_drafts(shoal: ServerPr
     assert counts.get("drafted", 0) > 0 and 0 < counts.get("accepted", 0) <= counts["drafted"]
 
     deadline = time.monotonic() + 10
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not rows:
-        with admin(shoal) as http:
-            rows = [r for r in http.get("/usage/records").json()["data"] if r.get("model") == "lookup"]
+        rows = [r for r in key_records(shoal, key["id"]) if r.get("model") == "lookup"]
         time.sleep(0.2)
     assert rows, "no usage record for the speculating model"
     row = rows[0]
     assert row["draft_tokens"] == counts["drafted"] and row["draft_accepted_tokens"] == counts["accepted"]
 
 
-def test_lookup_streams_too(shoal: ServerProcess) -> None:
-    stream = shoal.client().chat.completions.create(
+def test_lookup_streams_too(shoal: ServerProcess, key: dict[str, Any]) -> None:
+    stream = shoal.client(api_key=key["key"]).chat.completions.create(
         model="lookup", messages=[{"role": "user", "content": PROMPT}], temperature=0, max_tokens=48,
         stream=True, stream_options={"include_usage": True})
     pieces, usage = [], None
