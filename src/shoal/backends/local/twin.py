@@ -16,6 +16,7 @@ closes: when the engine closes it, or when Shoal dies.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -133,10 +134,10 @@ class SpeculatingTwin:
                 yield orjson.loads(data)
 
     async def aclose(self) -> None:
-        """Close the client's connections and the child."""
+        """Close the client's connections and the child (waiting for it off the event loop)."""
         if self._http is not None:
             await self._http.aclose()
-        self.close()
+        await asyncio.to_thread(self.close)
 
     def close(self) -> None:
         """End the child (its stdin closes; killed if it lingers)."""
