@@ -22,7 +22,7 @@ drafted/accepted counts come from Shoal's /metrics around each request.
 Writes ``docs/benchmarks/speculative/results.json``, ``README.md`` and ``speculative.png``.
 
     python benchmarks/speculative.py --quick      # smoke: few tokens, one round (~3 min)
-    python benchmarks/speculative.py              # the measurement (~12 min on 2 busy cores)
+    python benchmarks/speculative.py              # the measurement: 5 rounds (~25 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -382,7 +382,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="few tokens, one round: proves the script works")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--max-tokens-multi", type=int, default=64)
     parser.add_argument("--ngram-max", type=int, default=None,
