@@ -89,6 +89,8 @@ class LocalDeployment(_Strict):
     """Most tokens drafted per step (default 8 for a draft model, 64 for ngram)."""
     draft_min: int | None = Field(None, ge=0, le=64)
     """A draft model's fewest tokens worth verifying (default 0)."""
+    draft_ngram_size: int | None = Field(None, ge=2, le=64)
+    """n-gram lookup: how many tokens must repeat before what followed them is proposed (default 16)."""
     draft_min_acceptance: float = Field(0.3, ge=0.0, le=1.0)
     """Speculation turns itself off while the recent acceptance rate (accepted / drafted) is below this."""
     draft_max_streams: int | None = Field(None, ge=1)
@@ -121,13 +123,16 @@ class LocalDeployment(_Strict):
             raise ValueError("reserved_for is for dedicated deployments (mode: dedicated)")
         if self.mode == "dedicated" and "idle_unload_seconds" in self.model_fields_set:
             raise ValueError("idle_unload_seconds is for serverless deployments (mode: serverless)")
-        drafting = {"draft_max", "draft_min", "draft_min_acceptance", "draft_max_streams"} & self.model_fields_set
+        drafting = {"draft_max", "draft_min", "draft_min_acceptance", "draft_max_streams",
+                    "draft_ngram_size"} & self.model_fields_set
         if drafting and not self.draft:
             raise ValueError(f"{', '.join(sorted(drafting))} need draft (a draft model, or ngram)")
         if self.draft_min is not None and self.draft_max is not None and self.draft_min > self.draft_max:
             raise ValueError("draft_min must not exceed draft_max")
         if self.draft_min is not None and self.draft == "ngram":
             raise ValueError("draft_min is for a draft model (n-gram lookup drafts whatever it finds)")
+        if self.draft_ngram_size is not None and self.draft != "ngram":
+            raise ValueError("draft_ngram_size is for n-gram lookup (draft: ngram)")
         return self
 
     @property

@@ -112,7 +112,8 @@ def speculative_config(spec: Any, cache_dir: Path, parallel: int) -> Speculative
     common = {"min_acceptance": spec.draft_min_acceptance,
               "max_streams": min(spec.draft_max_streams or parallel, parallel)}
     if spec.draft == "ngram":
-        return SpeculativeConfig(kind="ngram", draft_max=spec.draft_max or NGRAM_DRAFT_MAX, **common)
+        size = {"ngram_size": spec.draft_ngram_size} if spec.draft_ngram_size else {}
+        return SpeculativeConfig(kind="ngram", draft_max=spec.draft_max or NGRAM_DRAFT_MAX, **size, **common)
     draft_path, _ = resolve_model_path(spec.draft, cache_dir)
     return SpeculativeConfig(kind="draft", draft_path=draft_path, draft_max=spec.draft_max or 8,
                              draft_min=spec.draft_min or 0, **common)

@@ -79,6 +79,9 @@ def test_catalog_fields_become_engine_config() -> None:
     default = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct", draft="ngram"),
                                  cache, 2)
     assert default is not None and (default.draft_max, default.ngram_size) == (64, 16)
+    keyed = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct", draft="ngram",
+                                               draft_ngram_size=8), cache, 2)
+    assert keyed is not None and keyed.ngram_size == 8
     model = speculative_config(LocalDeployment(type="local", packaged="smollm2-135m-instruct",
                                                draft="smollm2-135m", draft_min=1, draft_max_streams=2), cache, 4)
     assert model is not None and model.kind == "draft" and model.draft_path is not None
@@ -101,6 +104,9 @@ def test_catalog_fields_become_engine_config() -> None:
     ({"draft": "m.gguf", "draft_min": 9, "draft_max": 4}, "draft_min must not exceed draft_max"),
     ({"draft": "ngram", "draft_max": 0}, "greater than or equal to 1"),
     ({"draft": "ngram", "draft_min_acceptance": 1.5}, "less than or equal to 1"),
+    ({"draft": "m.gguf", "draft_ngram_size": 8}, "draft_ngram_size is for n-gram lookup"),
+    ({"draft": "ngram", "draft_ngram_size": 1}, "greater than or equal to 2"),
+    ({"draft_ngram_size": 8}, "need draft"),
 ])
 def test_bad_speculation_settings_are_refused(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
