@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.backends.local.body import to_llama_body
-from shoal.backends.local.params import server_params
+from shoal.backends.local.params import chat_server_params
 from shoal.backends.local.speculative import SpeculationGate, SpeculativeConfig, draft_counts
 from shoal.backends.local.twin import SpeculatingTwin, settings_for
 from shoal.backends.openai_wire.chunks import ChunkTranslator
@@ -83,7 +83,9 @@ class LocalBackend(BaseBackend):
                                                       api_key=self.http_api_key, verbose=cfg.verbose))
             self._twin.start()
         try:
-            self._server = xllamacpp.Server(self._params(cfg.parallel))
+            self._server = xllamacpp.Server(chat_server_params(
+                cfg.path, cfg.model_id, slots=cfg.parallel, ctx_per_slot=cfg.ctx_per_slot, threads=cfg.threads,
+                api_key=self.http_api_key, verbose=cfg.verbose))
             if self._twin is not None:
                 self._twin.wait_ready()
         except BaseException:
@@ -92,14 +94,6 @@ class LocalBackend(BaseBackend):
             raise
         self._load_seconds = time.perf_counter() - started
         return self._load_seconds
-
-    def _params(self, slots: int) -> Any:
-        cfg = self.config
-        params = server_params(cfg.path, cfg.model_id, parallel=slots, n_ctx=cfg.ctx_per_slot * slots,
-                               threads=cfg.threads, api_key=self.http_api_key, verbose=cfg.verbose)
-        params.use_jinja = True
-        params.cache_prompt = True
-        return params
 
     @property
     def listening_address(self) -> str:

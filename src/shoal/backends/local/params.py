@@ -31,3 +31,14 @@ def server_params(path: Path, model_id: str, *, parallel: int, n_ctx: int, threa
     params.api_keys = [api_key]
     params.verbosity = 3 if verbose else 1
     return params
+
+
+def chat_server_params(path: Path, model_id: str, *, slots: int, ctx_per_slot: int, threads: int | None,
+                       api_key: str, verbose: bool) -> Any:
+    """:func:`server_params` for a generating server: ``slots`` slots of ``ctx_per_slot`` tokens each,
+    the model's Jinja chat template, and prompt caching (the plain and the speculating server alike)."""
+    params = server_params(path, model_id, parallel=slots, n_ctx=ctx_per_slot * slots, threads=threads,
+                           api_key=api_key, verbose=verbose)
+    params.use_jinja = True
+    params.cache_prompt = True
+    return params

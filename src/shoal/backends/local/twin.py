@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from shoal.backends.local.params import server_params
+from shoal.backends.local.params import chat_server_params
 from shoal.backends.local.speculative import SpeculativeConfig, apply_speculative
 from shoal.backends.timeouts import Timeouts
 from shoal.backends.upstream import UpstreamConfig, UpstreamHTTP
@@ -57,11 +57,8 @@ class TwinSettings:
 
     def params(self) -> Any:
         """The child's ``xllamacpp.CommonParams``: the plain server's, with speculation on."""
-        params = server_params(Path(self.path), self.model_id, parallel=self.slots,
-                               n_ctx=self.ctx_per_slot * self.slots, threads=self.threads,
-                               api_key=self.api_key, verbose=self.verbose)
-        params.use_jinja = True
-        params.cache_prompt = True
+        params = chat_server_params(Path(self.path), self.model_id, slots=self.slots, ctx_per_slot=self.ctx_per_slot,
+                                    threads=self.threads, api_key=self.api_key, verbose=self.verbose)
         spec = dict(self.speculative)
         if spec.get("draft_path"):
             spec["draft_path"] = Path(spec["draft_path"])
