@@ -159,6 +159,15 @@ class ServerProcess:
             time.sleep(0.1)
 
 
+
+class CatalogServer(ServerProcess):
+    """``shoal serve --config FILE`` with no ``--model`` shortcut (only the catalog's models)."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "shoal.cli", "serve", "--port", str(self.port), "--threads", "2",
+                *self.extra_args]
+
+
 ServerFactory = Callable[..., ServerProcess]
 
 

@@ -8,26 +8,17 @@ it must find the file there without any network, and answers a chat completion.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import CatalogServer, ServerProcess
 
 pytestmark = pytest.mark.e2e
 
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-class CatalogServer(ServerProcess):
-    """``shoal serve --config FILE`` with no ``--model`` shortcut (only the catalog's models)."""
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "shoal.cli", "serve", "--port", str(self.port), "--threads", "2",
-                *self.extra_args]
 
 
 def hub_cache(root: Path, model: Path) -> Path:

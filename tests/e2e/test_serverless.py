@@ -9,7 +9,6 @@ first and share one load; an idle model unloads by itself. Seen in the log,
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,17 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import CatalogServer, ServerProcess
 
 pytestmark = pytest.mark.e2e
-
-
-class CatalogServer(ServerProcess):
-    """``shoal serve --config FILE`` with no ``--model`` shortcut (only the catalog's models)."""
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "shoal.cli", "serve", "--port", str(self.port), "--threads", "2",
-                *self.extra_args]
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from ``/metrics`` and from the usage records of the admin API.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,31 +17,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import CatalogServer, ServerProcess
+from tests.speculation import REPEAT_CODE
 from tests.tenancy import ADMIN_TOKEN, admin_create_key, key_records
 
 pytestmark = pytest.mark.e2e
-
-CODE = '''def area(width, height):
-    return width * height
-
-
-def perimeter(width, height):
-    return 2 * (width + height)
-
-
-def describe(width, height):
-    return f"{width}x{height}: area {area(width, height)}, perimeter {perimeter(width, height)}"
-'''
-PROMPT = "Repeat this code exactly, then say done:\n\n" + CODE
-
-
-class CatalogServer(ServerProcess):
-    """``shoal serve --config FILE`` (only the catalog's models)."""
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "shoal.cli", "serve", "--port", str(self.port), "--threads", "1",
-                *self.extra_args]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +62,7 @@ def test_lookup_answers_as_plain_decoding_and_reports_its_drafts(shoal: ServerPr
     client = shoal.client(api_key=key["key"])
     answers = {}
     for model in ("plain", "lookup"):
-        chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPT}],
+        chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": REPEAT_CODE}],
                                               temperature=0, max_tokens=96)
         answers[model] = chat.choices[0].message.content
         assert chat.usage is not None and chat.usage.completion_tokens > 0
@@ -104,7 +83,7 @@ def test_lookup_answers_as_plain_decoding_and_reports_its_drafts(shoal: ServerPr
 
 def test_lookup_streams_too(shoal: ServerProcess, key: dict[str, Any]) -> None:
     stream = shoal.client(api_key=key["key"]).chat.completions.create(
-        model="lookup", messages=[{"role": "user", "content": PROMPT}], temperature=0, max_tokens=48,
+        model="lookup", messages=[{"role": "user", "content": REPEAT_CODE}], temperature=0, max_tokens=48,
         stream=True, stream_options={"include_usage": True})
     pieces, usage = [], None
     for chunk in stream:

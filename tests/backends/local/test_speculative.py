@@ -23,20 +23,9 @@ from shoal.catalog import LocalDeployment
 from shoal.core.types import Finish, GenerationRequest, Message, SamplingParams, TextDelta
 from shoal.metrics import Metrics
 from shoal.wiring.local import estimated_size, speculative_config
+from tests.speculation import REPEAT_CODE
 
 KINDS = xllamacpp.common_speculative_type
-
-CODE = '''def area(width, height):
-    return width * height
-
-
-def perimeter(width, height):
-    return 2 * (width + height)
-
-
-def describe(width, height):
-    return f"{width}x{height}: area {area(width, height)}, perimeter {perimeter(width, height)}"
-'''
 
 
 # --------------------------------------------------------------------------- config mapping
@@ -196,7 +185,7 @@ async def test_temperature_zero_output_is_the_same_with_and_without_speculation(
         engines: dict[str, LocalBackend]) -> None:
     # Each engine sees the same prompts in the same order, so their prompt caches match too
     # (a cached prefix is evaluated in a different batch shape, which can move a near-tie).
-    prompts = ["Repeat this code exactly, then say done:\n\n" + CODE,
+    prompts = [REPEAT_CODE,
                "Write a Python function that returns the n-th Fibonacci number."]
     for prompt in prompts:
         plain, plain_finish = await _answer(engines["plain"], _request(prompt))
@@ -260,7 +249,7 @@ async def test_lookup_drafts_as_much_after_the_slot_answered_something_else() ->
     # second prompt; the search Shoal uses has none.
     engine = _engine("lookup", SpeculativeConfig(kind="ngram", draft_max=16, ngram_size=4))
     try:
-        repeat = _request("Repeat this code exactly, then say done:\n\n" + CODE)
+        repeat = _request(REPEAT_CODE)
         _, fresh = await _answer(engine, repeat)
         await _answer(engine, _request("Write a Python class for a bank account with deposit and withdraw."))
         _, again = await _answer(engine, repeat)
